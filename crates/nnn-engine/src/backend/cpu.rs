@@ -1,0 +1,226 @@
+//! The CPU backend: cache-sized GEMM tiles (the `gemm` crate) fused with per-row top-k
+//! selection, spread over a rayon pool. The full `a × bᵀ` product is never materialised.
+
+use super::Backend;
+use crate::control::Control;
+use crate::error::{EngineError, Result};
+use crate::matrix::Matrix;
+use crate::run::{run_polled, Progress};
+use crate::topk::{sort_best_first, RowHeap, TopK};
+use rayon::prelude::*;
+use std::ops::Range;
+
+/// Rows of `a` per task (and per GEMM tile).
+const ROW_BLOCK: usize = 256;
+/// Columns of `b` per GEMM tile: a `ROW_BLOCK × COL_BLOCK` tile of scores stays in cache.
+const COL_BLOCK: usize = 1024;
+/// Few rows of `a` are split over column ranges until about this many tasks exist.
+const TARGET_TASKS: usize = 32;
+
+/// Exact top-k of inner products on CPU threads.
+#[derive(Debug, Clone)]
+pub struct CpuBackend {
+    threads: usize,
+}
+
+impl CpuBackend {
+    /// A backend running on `threads` worker threads (at least 1).
+    pub fn new(threads: usize) -> Result<Self> {
+        if threads == 0 {
+            return Err(EngineError::InvalidParameter {
+                name: "threads",
+                value: "0".into(),
+            });
+        }
+        Ok(Self { threads })
+    }
+}
+
+/// How the work is cut: depends only on the shape, so results do not depend on thread count.
+struct Plan {
+    row_block: usize,
+    col_part: usize,
+}
+
+impl Plan {
+    fn new(rows: usize, cols: usize) -> Self {
+        let row_block = ROW_BLOCK.min(rows.max(1));
+        let row_blocks = rows.div_ceil(row_block);
+        let col_tiles = cols.div_ceil(COL_BLOCK).max(1);
+        let parts = TARGET_TASKS.div_ceil(row_blocks.max(1)).clamp(1, col_tiles);
+        Self {
+            row_block,
+            col_part: col_tiles.div_ceil(parts) * COL_BLOCK,
+        }
+    }
+
+    fn tasks(&self, rows: usize, cols: usize) -> Vec<(Range<usize>, Range<usize>)> {
+        let mut out = Vec::new();
+        for r0 in (0..rows).step_by(self.row_block) {
+            for c0 in (0..cols).step_by(self.col_part) {
+                out.push((
+                    r0..(r0 + self.row_block).min(rows),
+                    c0..(c0 + self.col_part).min(cols),
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// `out[i][j] = a_i · b_j` for a tile: `a` is `m × d`, `b` is `n × d`, `out` is `m × n`.
+pub fn tile_products(a: &[f32], b: &[f32], d: usize, out: &mut [f32]) {
+    let m = a.len() / d;
+    let n = b.len() / d;
+    assert!(out.len() >= m * n && a.len() == m * d && b.len() == n * d);
+    // SAFETY: the strides describe exactly the slices checked above.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            d,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            d as isize,
+            b.as_ptr(),
+            d as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// The best `min(k, cols.len())` entries of each row in `rows`, sorted, as flat arrays.
+fn scan_task(
+    a: &Matrix,
+    b: &Matrix,
+    offset: Option<&[f32]>,
+    k: usize,
+    rows: Range<usize>,
+    cols: Range<usize>,
+    progress: &Progress,
+) -> Result<(Vec<f32>, Vec<u32>)> {
+    let d = a.dim();
+    let m = rows.len();
+    let kp = k.min(cols.len());
+    let mut vals = vec![0f32; m * kp];
+    let mut idx = vec![0u32; m * kp];
+    let mut lens = vec![0usize; m];
+    let mut tile = vec![0f32; m * COL_BLOCK.min(cols.len())];
+    let a_rows = a.rows_slice(rows.start, rows.end);
+    for c0 in cols.clone().step_by(COL_BLOCK) {
+        if progress.cancelled() {
+            return Err(EngineError::Cancelled);
+        }
+        let c1 = (c0 + COL_BLOCK).min(cols.end);
+        let n = c1 - c0;
+        tile_products(a_rows, b.rows_slice(c0, c1), d, &mut tile[..m * n]);
+        for i in 0..m {
+            let row = &tile[i * n..(i + 1) * n];
+            let mut heap = RowHeap::resume(
+                &mut vals[i * kp..(i + 1) * kp],
+                &mut idx[i * kp..(i + 1) * kp],
+                lens[i],
+            );
+            let mut thr = heap.threshold();
+            match offset {
+                Some(off) => {
+                    for (j, (&s, &o)) in row.iter().zip(&off[c0..c1]).enumerate() {
+                        let v = s - o;
+                        if v > thr {
+                            heap.offer(v, (c0 + j) as u32);
+                            thr = heap.threshold();
+                        }
+                    }
+                }
+                None => {
+                    for (j, &v) in row.iter().enumerate() {
+                        if v > thr {
+                            heap.offer(v, (c0 + j) as u32);
+                            thr = heap.threshold();
+                        }
+                    }
+                }
+            }
+            lens[i] = heap.len();
+        }
+        progress.add((m * n) as u64);
+    }
+    for (i, &len) in lens.iter().enumerate() {
+        if len < kp {
+            return Err(EngineError::NonFinite {
+                what: "inner products",
+                row: rows.start + i,
+            });
+        }
+        sort_best_first(
+            &mut vals[i * kp..(i + 1) * kp],
+            &mut idx[i * kp..(i + 1) * kp],
+        );
+    }
+    Ok((vals, idx))
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn topk_products(
+        &self,
+        a: &Matrix,
+        b: &Matrix,
+        offset: Option<&[f32]>,
+        k: usize,
+        control: &mut dyn Control,
+    ) -> Result<TopK> {
+        let (rows, cols) = (a.rows(), b.rows());
+        let plan = Plan::new(rows, cols);
+        let tasks = plan.tasks(rows, cols);
+        let total = (rows * cols) as u64;
+        let parts = run_polled(self.threads, total, control, |progress| {
+            tasks
+                .par_iter()
+                .map(|(r, c)| scan_task(a, b, offset, k, r.clone(), c.clone(), progress))
+                .collect::<Result<Vec<_>>>()
+        })?;
+        let mut values = Vec::with_capacity(rows * k);
+        let mut indices = Vec::with_capacity(rows * k);
+        let per_block = cols.div_ceil(plan.col_part).max(1);
+        for (block, chunk) in parts.chunks(per_block).enumerate() {
+            let r0 = block * plan.row_block;
+            let m = plan.row_block.min(rows - r0);
+            if let [(v, i)] = chunk {
+                values.extend_from_slice(v);
+                indices.extend_from_slice(i);
+                continue;
+            }
+            for row in 0..m {
+                let (mut v, mut i) = (Vec::new(), Vec::new());
+                for (pv, pi) in chunk {
+                    let kp = pv.len() / m;
+                    v.extend_from_slice(&pv[row * kp..(row + 1) * kp]);
+                    i.extend_from_slice(&pi[row * kp..(row + 1) * kp]);
+                }
+                sort_best_first(&mut v, &mut i);
+                values.extend_from_slice(&v[..k]);
+                indices.extend_from_slice(&i[..k]);
+            }
+        }
+        Ok(TopK {
+            rows,
+            k,
+            values,
+            indices,
+        })
+    }
+}

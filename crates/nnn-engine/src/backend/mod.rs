@@ -1,0 +1,25 @@
+//! Where the fused product + top-k runs. Every backend gives the same answer as the CPU one.
+
+pub mod cpu;
+
+use crate::control::Control;
+use crate::error::Result;
+use crate::matrix::Matrix;
+use crate::topk::TopK;
+
+/// Computes, for every row `a_i`, the `k` columns `j` with the largest `a_i·b_j − offset_j`.
+pub trait Backend: Sync {
+    /// Short name for logs and settings (`cpu`, `cuda`, `faiss`).
+    fn name(&self) -> &'static str;
+
+    /// Fused product and selection. Callers have checked: equal dimensions, finite values,
+    /// `1 ≤ k ≤ b.rows()`, `offset.len() == b.rows()`. Ties go to the lower column index.
+    fn topk_products(
+        &self,
+        a: &Matrix,
+        b: &Matrix,
+        offset: Option<&[f32]>,
+        k: usize,
+        control: &mut dyn Control,
+    ) -> Result<TopK>;
+}

@@ -1,0 +1,122 @@
+//! A contiguous row-major `f32` matrix, borrowed or owned.
+
+use crate::error::{EngineError, Result};
+use std::borrow::Cow;
+
+/// Rows of equal dimension stored contiguously, row after row.
+#[derive(Debug, Clone)]
+pub struct Matrix<'a> {
+    data: Cow<'a, [f32]>,
+    dim: usize,
+}
+
+impl<'a> Matrix<'a> {
+    /// Views `data` as rows of `dim` values without copying.
+    pub fn from_slice(data: &'a [f32], dim: usize, what: &'static str) -> Result<Self> {
+        Self::checked(Cow::Borrowed(data), dim, what)
+    }
+
+    /// Takes ownership of `data` as rows of `dim` values.
+    pub fn from_vec(data: Vec<f32>, dim: usize, what: &'static str) -> Result<Matrix<'static>> {
+        Matrix::checked(Cow::Owned(data), dim, what)
+    }
+
+    fn checked(data: Cow<'a, [f32]>, dim: usize, what: &'static str) -> Result<Self> {
+        if dim == 0 || !data.len().is_multiple_of(dim) {
+            return Err(EngineError::Shape {
+                what,
+                len: data.len(),
+                dim,
+            });
+        }
+        Ok(Self { data, dim })
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.data.len() / self.dim
+    }
+
+    /// Number of columns (the embedding dimension).
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Row `i` as a slice.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// All values, row-major.
+    pub fn as_slice(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// Rows `start..end` as one contiguous slice.
+    pub fn rows_slice(&self, start: usize, end: usize) -> &[f32] {
+        &self.data[start * self.dim..end * self.dim]
+    }
+
+    /// Fails with [`EngineError::NonFinite`] naming the first row holding NaN or ±∞.
+    pub fn check_finite(&self, what: &'static str) -> Result<()> {
+        match self.data.iter().position(|v| !v.is_finite()) {
+            Some(pos) => Err(EngineError::NonFinite {
+                what,
+                row: pos / self.dim,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Fails with [`EngineError::Empty`] when there are no rows.
+    pub fn check_not_empty(&self, what: &'static str) -> Result<()> {
+        if self.rows() == 0 {
+            return Err(EngineError::Empty { what });
+        }
+        Ok(())
+    }
+
+    /// Fails with [`EngineError::DimensionMismatch`] unless this matrix has dimension `expected`.
+    pub fn check_dim(&self, expected: usize, what: &'static str) -> Result<()> {
+        if self.dim != expected {
+            return Err(EngineError::DimensionMismatch {
+                what,
+                expected,
+                found: self.dim,
+            });
+        }
+        Ok(())
+    }
+
+    /// Column means, accumulated in f64 (DN's mean embedding).
+    pub fn column_mean(&self) -> Result<Vec<f32>> {
+        self.check_not_empty("mean of an empty set")?;
+        let mut sum = vec![0f64; self.dim];
+        for r in self.data.chunks_exact(self.dim) {
+            for (s, v) in sum.iter_mut().zip(r) {
+                *s += f64::from(*v);
+            }
+        }
+        let n = self.rows() as f64;
+        Ok(sum.into_iter().map(|s| (s / n) as f32).collect())
+    }
+
+    /// A copy with `lambda · shift` subtracted from every row (Distribution Normalization).
+    pub fn shifted(&self, shift: &[f32], lambda: f32) -> Result<Matrix<'static>> {
+        if shift.len() != self.dim {
+            return Err(EngineError::DimensionMismatch {
+                what: "shift vector",
+                expected: self.dim,
+                found: shift.len(),
+            });
+        }
+        let scaled: Vec<f32> = shift.iter().map(|s| lambda * s).collect();
+        let mut out = self.data.to_vec();
+        for r in out.chunks_exact_mut(self.dim) {
+            for (v, s) in r.iter_mut().zip(&scaled) {
+                *v -= s;
+            }
+        }
+        Matrix::from_vec(out, self.dim, "shifted")
+    }
+}

@@ -1,0 +1,145 @@
+//! Runs work on a rayon pool of a chosen size while the calling thread polls a [`Control`].
+
+use crate::control::Control;
+use crate::error::{EngineError, Result};
+use rayon::ThreadPool;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+/// How often the calling thread wakes up to poll its control while workers run.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Shared between workers and the polling thread: progress made and a stop request.
+#[derive(Default)]
+pub struct Progress {
+    done: AtomicU64,
+    cancel: AtomicBool,
+}
+
+impl Progress {
+    /// Records `units` more work units as finished.
+    pub fn add(&self, units: u64) {
+        self.done.fetch_add(units, Ordering::Relaxed);
+    }
+
+    /// Whether workers should stop at their next block boundary.
+    pub fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+}
+
+/// Sets the stop flag when dropped, so workers stop even if the polling thread unwinds.
+struct StopOnDrop<'a>(&'a Progress);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.cancel.store(true, Ordering::Relaxed);
+    }
+}
+
+static POOL: Mutex<Option<(usize, Arc<ThreadPool>)>> = Mutex::new(None);
+
+/// The process-wide pool of `threads` workers, rebuilt when the size changes.
+fn pool(threads: usize) -> Result<Arc<ThreadPool>> {
+    let mut guard = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((n, p)) = guard.as_ref() {
+        if *n == threads {
+            return Ok(p.clone());
+        }
+    }
+    let built = without_signals(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("nnn-worker-{i}"))
+            .build()
+    })
+    .map_err(|e| EngineError::InvalidParameter {
+        name: "threads",
+        value: e.to_string(),
+    })?;
+    let p = Arc::new(built);
+    *guard = Some((threads, p.clone()));
+    Ok(p)
+}
+
+/// Runs `f` with every signal blocked on this thread, so threads it spawns inherit a full
+/// mask and signals keep going to the caller's thread (a database backend's handlers).
+fn without_signals<T>(f: impl FnOnce() -> T) -> T {
+    #[cfg(unix)]
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let out = f();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        out
+    }
+    #[cfg(not(unix))]
+    f()
+}
+
+/// Runs `work` on a pool of `threads` workers; meanwhile the calling thread polls `control`
+/// with the progress out of `total` units. Cancellation and worker panics become errors.
+pub fn run_polled<T: Send>(
+    threads: usize,
+    total: u64,
+    control: &mut dyn Control,
+    work: impl FnOnce(&Progress) -> Result<T> + Send,
+) -> Result<T> {
+    if threads == 0 {
+        return Err(EngineError::InvalidParameter {
+            name: "threads",
+            value: "0".into(),
+        });
+    }
+    if !control.keep_going(0, total) {
+        return Err(EngineError::Cancelled);
+    }
+    let pool = pool(threads)?;
+    let progress = Progress::default();
+    let (tx, rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        let stop = StopOnDrop(&progress);
+        let progress = &progress;
+        let pool = &pool;
+        without_signals(|| {
+            s.spawn(move || {
+                let r = catch_unwind(AssertUnwindSafe(|| pool.install(|| work(progress))));
+                let _ = tx.send(r);
+            })
+        });
+        let outcome = loop {
+            match rx.recv_timeout(POLL_INTERVAL) {
+                Ok(r) => break r,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let done = stop.0.done.load(Ordering::Relaxed);
+                    if !control.keep_going(done, total) {
+                        stop.0.cancel.store(true, Ordering::Relaxed);
+                        let _ = rx.recv();
+                        return Err(EngineError::Cancelled);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(EngineError::WorkerPanic("worker thread vanished".into()))
+                }
+            }
+        };
+        match outcome {
+            Ok(r) => r,
+            Err(payload) => Err(EngineError::WorkerPanic(panic_message(payload.as_ref()))),
+        }
+    })
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".into()
+    }
+}

@@ -1,0 +1,86 @@
+//! Search: top-k candidates of `q·r − α·bias(r)` for one query or a batch (one fused GEMM).
+
+use crate::backend::Backend;
+use crate::control::Control;
+use crate::error::{EngineError, Result};
+use crate::matrix::Matrix;
+use crate::topk::TopK;
+
+/// Candidate vectors with their biases, checked once so that searches need not re-check.
+#[derive(Debug, Clone)]
+pub struct Candidates<'a> {
+    vectors: Matrix<'a>,
+    bias: Option<Vec<f32>>,
+}
+
+impl<'a> Candidates<'a> {
+    /// Checks that all vectors and biases are finite and that there is one bias per row.
+    /// Without biases every search is the Base ranker (plain inner product).
+    pub fn new(vectors: Matrix<'a>, bias: Option<Vec<f32>>) -> Result<Self> {
+        vectors.check_finite("candidates")?;
+        if let Some(b) = &bias {
+            if b.len() != vectors.rows() {
+                return Err(EngineError::DimensionMismatch {
+                    what: "bias values vs candidate rows",
+                    expected: vectors.rows(),
+                    found: b.len(),
+                });
+            }
+            if let Some(row) = b.iter().position(|v| !v.is_finite()) {
+                return Err(EngineError::NonFinite { what: "bias", row });
+            }
+        }
+        Ok(Self { vectors, bias })
+    }
+
+    /// The candidate vectors.
+    pub fn vectors(&self) -> &Matrix<'a> {
+        &self.vectors
+    }
+
+    /// The biases, if any.
+    pub fn bias(&self) -> Option<&[f32]> {
+        self.bias.as_deref()
+    }
+}
+
+/// The best `min(k, candidates)` candidates for each query row by `q·r − α·bias(r)`, best
+/// first, ties to the lower row. `alpha = 0` (or no biases) is the plain inner product.
+pub fn search(
+    backend: &dyn Backend,
+    candidates: &Candidates,
+    alpha: f32,
+    queries: &Matrix,
+    k: usize,
+    control: &mut dyn Control,
+) -> Result<TopK> {
+    if !alpha.is_finite() {
+        return Err(EngineError::InvalidParameter {
+            name: "alpha",
+            value: alpha.to_string(),
+        });
+    }
+    if k == 0 {
+        return Err(EngineError::KOutOfRange {
+            k,
+            max: usize::MAX,
+            what: "results per query",
+        });
+    }
+    queries.check_dim(candidates.vectors.dim(), "query vs candidates")?;
+    queries.check_finite("query")?;
+    let k = k.min(candidates.vectors.rows());
+    if k == 0 {
+        return Ok(TopK {
+            rows: queries.rows(),
+            k: 0,
+            values: Vec::new(),
+            indices: Vec::new(),
+        });
+    }
+    let offset: Option<Vec<f32>> = match (&candidates.bias, alpha) {
+        (Some(b), a) if a != 0.0 => Some(b.iter().map(|&x| a * x).collect()),
+        _ => None,
+    };
+    backend.topk_products(queries, &candidates.vectors, offset.as_deref(), k, control)
+}
