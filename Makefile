@@ -1,0 +1,53 @@
+# nnn: one entry point. `make test` is the README's test command; `make demo` its main job.
+# Builds share one cargo target directory and one Python venv per machine, so a second run
+# does not rebuild from scratch (a fresh clone reuses them too).
+
+PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+NNN_CACHE ?= $(HOME)/.cache/nnn
+export CARGO_TARGET_DIR ?= $(NNN_CACHE)/target
+export NNN_VENV ?= $(NNN_CACHE)/venv
+export USER ?= root
+export PATH := $(dir $(PG_CONFIG)):$(HOME)/.cargo/bin:$(PATH)
+PGRX_TEST_PGDATA ?= /var/tmp/nnn-pgrx-test/data
+
+.PHONY: setup test test-engine test-pgrx install test-db demo bench bench-engine lint
+
+setup:
+	bash scripts/setup.sh
+	bash scripts/venv.sh
+
+## every test level; fails if any fails
+test: setup test-engine test-pgrx install test-db
+	@echo "make test: all test levels passed"
+
+## 1. the engine, without PostgreSQL
+test-engine:
+	cargo test -p nnn-engine --release
+
+## 2. #[pg_test] functions inside a PostgreSQL that cargo-pgrx runs as the postgres user
+test-pgrx:
+	mkdir -p $(dir $(PGRX_TEST_PGDATA)) && chown postgres $(dir $(PGRX_TEST_PGDATA))
+	cargo pgrx test pg15 --runas postgres --pgdata $(PGRX_TEST_PGDATA)
+
+## install the release build into the system PostgreSQL 15
+install:
+	cargo pgrx install --release --pg-config $(PG_CONFIG)
+
+## 3 + 4. pg_regress and the integration tests on a throw-away cluster
+test-db:
+	bash scripts/test-db.sh
+
+## the demo: real data, plain vs NNN recall, on a throw-away cluster
+demo: setup install
+	bash scripts/demo.sh
+
+## engine benchmark beside faiss-cpu and numpy (not a test)
+bench: setup
+	bash scripts/bench.sh
+
+bench-engine:
+	cargo bench -p nnn-engine --bench engine
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Creates (once) the Python virtual environment the integration tests, examples, demo and
+# benchmark comparison use, at $NNN_VENV, from PyPI through pip.
+set -euo pipefail
+venv=${NNN_VENV:?NNN_VENV must name the venv directory}
+want="numpy psycopg[binary] sqlalchemy pytest faiss-cpu"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import numpy, psycopg, sqlalchemy, pytest, faiss' 2>/dev/null; then
+  echo "venv: creating $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip
+  "$venv/bin/pip" install -q $want
+fi

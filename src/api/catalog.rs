@@ -1,0 +1,210 @@
+//! The registry of searchable sets: `nnn.create_index`, `nnn.drop_index`, `nnn.refresh`,
+//! and `nnn.refresh_rows`, which the candidate-table triggers call.
+
+use super::bias::{build, BuildReport, Scope};
+use crate::postgres::errors::{fail, spi_or_raise};
+use crate::postgres::relation::{ensure_bias_column, id_column, resolve, table, vector_column, Table};
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::PgRelation;
+use pgrx::spi::{quote_identifier, quote_literal};
+use pgrx::PgSqlErrorCode::*;
+
+/// A registered index with its names checked and quoted.
+pub struct IndexDef {
+    /// The index's name in `nnn.indexes`.
+    pub name: String,
+    /// Candidate table.
+    pub candidates: Table,
+    /// Quoted id column.
+    pub id_column: String,
+    /// Quoted embedding column.
+    pub embedding: String,
+    /// Reference table.
+    pub reference: Table,
+    /// Quoted reference embedding column.
+    pub reference_embedding: String,
+    /// Quoted bias column.
+    pub bias_column: String,
+    /// Neighbours averaged per bias.
+    pub k: i32,
+}
+
+/// Looks up index `name`, or the only index when `name` is None.
+pub fn lookup(name: Option<&str>) -> IndexDef {
+    let found: Vec<(String, pg_sys::Oid, String, String, pg_sys::Oid, String, String, i32)> = Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT name, candidates::oid, id_column::text, embedding_column::text, reference::oid,
+                    reference_embedding::text, bias_column::text, k
+             FROM nnn.indexes WHERE $1::text IS NULL OR name = $1 ORDER BY name LIMIT 2",
+            None,
+            &[DatumWithOid::from(name)],
+        );
+        let mut out = Vec::new();
+        for row in spi_or_raise(rows, "reading nnn.indexes") {
+            let get = |i| spi_or_raise(row.get::<String>(i), "reading nnn.indexes").unwrap_or_default();
+            let oid = |i| spi_or_raise(row.get::<pg_sys::Oid>(i), "reading nnn.indexes").unwrap_or(pg_sys::InvalidOid);
+            let k = spi_or_raise(row.get::<i32>(8), "reading nnn.indexes").unwrap_or(0);
+            out.push((get(1), oid(2), get(3), get(4), oid(5), get(6), get(7), k));
+        }
+        out
+    });
+    let (name, c, id, emb, r, remb, bias, k) = match (found.len(), name) {
+        (0, Some(n)) => fail(ERRCODE_UNDEFINED_OBJECT, format!("nnn index \"{n}\" does not exist"), "See SELECT name FROM nnn.indexes; create one with nnn.create_index."),
+        (0, None) => fail(ERRCODE_UNDEFINED_OBJECT, "no nnn index exists", "Create one with nnn.create_index(...)."),
+        (2, None) => fail(ERRCODE_AMBIGUOUS_PARAMETER, "there is more than one nnn index", "Name it: nnn_search('index name', query, k)."),
+        _ => found.into_iter().next().unwrap(),
+    };
+    IndexDef {
+        name,
+        candidates: table(c),
+        id_column: quote_identifier(id),
+        embedding: quote_identifier(emb),
+        reference: table(r),
+        reference_embedding: quote_identifier(remb),
+        bias_column: quote_identifier(bias),
+        k,
+    }
+}
+
+fn trigger_names(name: &str) -> [String; 2] {
+    [quote_identifier(format!("nnn_{name}_insert")), quote_identifier(format!("nnn_{name}_update"))]
+}
+
+
+fn report_row(r: BuildReport, k: i32) -> TableIterator<'static, (i64, i64, i64, i32, f64)> {
+    TableIterator::once((r.rows, r.skipped, r.reference_rows, k, r.seconds))
+}
+
+/// Rebuilds every bias of an index and stamps the catalog.
+fn rebuild(def: &IndexDef) -> BuildReport {
+    let r = build(&def.candidates, &def.embedding, &def.reference, &def.reference_embedding, &def.bias_column, def.k, Scope::All);
+    spi_or_raise(
+        Spi::run_with_args("UPDATE nnn.indexes SET built_at = now() WHERE name = $1", &[DatumWithOid::from(def.name.as_str())]),
+        "updating nnn.indexes",
+    );
+    r
+}
+
+#[pg_schema]
+mod nnn {
+    use super::*;
+
+    /// Registers `name`: candidates with a unique integer `id` and an `embedding`, biased
+    /// against `reference`'s `reference_embedding` with `k` neighbours. Builds the bias column
+    /// and installs triggers that give inserted and updated rows their bias.
+    #[pg_extern(volatile, parallel_unsafe)]
+    #[allow(clippy::too_many_arguments)]
+    fn create_index(
+        name: &str,
+        candidates: PgRelation,
+        id: &str,
+        embedding: &str,
+        reference: PgRelation,
+        reference_embedding: &str,
+        k: default!(i32, 128),
+        bias_column: default!(&str, "'nnn_bias'"),
+    ) -> TableIterator<'static, (name!(rows, i64), name!(skipped, i64), name!(reference_rows, i64), name!(k, i32), name!(seconds, f64))> {
+        if name.is_empty() || name.len() > 40 {
+            fail(ERRCODE_INVALID_NAME, format!("invalid nnn index name \"{name}\""), "Use a name of 1 to 40 characters.");
+        }
+        let exists = spi_or_raise(
+            Spi::get_one_with_args::<bool>("SELECT EXISTS (SELECT 1 FROM nnn.indexes WHERE name = $1)", &[DatumWithOid::from(name)]),
+            "reading nnn.indexes",
+        );
+        if exists == Some(true) {
+            fail(ERRCODE_DUPLICATE_OBJECT, format!("nnn index \"{name}\" already exists"), "Drop it with nnn.drop_index, or use nnn.refresh to rebuild it.");
+        }
+        let cand = resolve(candidates);
+        let refs = resolve(reference);
+        let def = IndexDef {
+            name: name.to_string(),
+            id_column: id_column(&cand, id),
+            embedding: vector_column(&cand, embedding),
+            reference_embedding: vector_column(&refs, reference_embedding),
+            bias_column: ensure_bias_column(&cand, bias_column),
+            candidates: cand,
+            reference: refs,
+            k,
+        };
+        spi_or_raise(
+            Spi::run_with_args(
+                "INSERT INTO nnn.indexes (name, candidates, id_column, embedding_column, reference, reference_embedding, bias_column, k)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    DatumWithOid::from(name),
+                    DatumWithOid::from(def.candidates.oid),
+                    DatumWithOid::from(id),
+                    DatumWithOid::from(embedding),
+                    DatumWithOid::from(def.reference.oid),
+                    DatumWithOid::from(reference_embedding),
+                    DatumWithOid::from(bias_column),
+                    DatumWithOid::from(k),
+                ],
+            ),
+            "registering the index",
+        );
+        let report = rebuild(&def);
+        let [ins, upd] = trigger_names(name);
+        let arg = quote_literal(name);
+        let t = &def.candidates.sql;
+        spi_or_raise(
+            Spi::run(&format!(
+                "CREATE TRIGGER {ins} AFTER INSERT ON {t} REFERENCING NEW TABLE AS nnn_new
+                   FOR EACH STATEMENT EXECUTE FUNCTION nnn.candidates_changed({arg});
+                 CREATE TRIGGER {upd} AFTER UPDATE ON {t} REFERENCING OLD TABLE AS nnn_old NEW TABLE AS nnn_new
+                   FOR EACH STATEMENT EXECUTE FUNCTION nnn.candidates_changed({arg});"
+            )),
+            "creating the triggers",
+        );
+        report_row(report, k)
+    }
+
+    /// Unregisters `name` and removes its triggers; the bias column stays unless
+    /// `drop_bias_column` is true.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn drop_index(name: &str, drop_bias_column: default!(bool, false)) -> bool {
+        let def = lookup(Some(name));
+        let [ins, upd] = trigger_names(name);
+        let t = &def.candidates.sql;
+        spi_or_raise(Spi::run(&format!("DROP TRIGGER IF EXISTS {ins} ON {t}; DROP TRIGGER IF EXISTS {upd} ON {t};")), "dropping the triggers");
+        if drop_bias_column {
+            spi_or_raise(Spi::run(&format!("ALTER TABLE {t} DROP COLUMN IF EXISTS {}", def.bias_column)), "dropping the bias column");
+        }
+        spi_or_raise(
+            Spi::run_with_args("DELETE FROM nnn.indexes WHERE name = $1", &[DatumWithOid::from(name)]),
+            "unregistering the index",
+        );
+        true
+    }
+
+    /// Recomputes every bias of index `name` (after the reference set changed).
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn refresh(name: &str) -> TableIterator<'static, (name!(rows, i64), name!(skipped, i64), name!(reference_rows, i64), name!(k, i32), name!(seconds, f64))> {
+        let def = lookup(Some(name));
+        let k = def.k;
+        report_row(rebuild(&def), k)
+    }
+
+    /// Recomputes the biases of the rows of index `name` whose id is in `ids`; rows whose
+    /// embedding is NULL get a NULL bias. Called by the index's triggers.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn refresh_rows(name: &str, ids: Vec<i64>) -> i64 {
+        let def = lookup(Some(name));
+        spi_or_raise(
+            Spi::run_with_args(
+                &format!(
+                    "UPDATE {t} SET {b} = NULL WHERE {id} = ANY($1) AND {e} IS NULL AND {b} IS NOT NULL",
+                    t = def.candidates.sql,
+                    b = def.bias_column,
+                    id = def.id_column,
+                    e = def.embedding
+                ),
+                &[DatumWithOid::from(ids.clone())],
+            ),
+            "clearing biases of NULL embeddings",
+        );
+        let scope = Scope::Ids { id_column: &def.id_column, ids };
+        build(&def.candidates, &def.embedding, &def.reference, &def.reference_embedding, &def.bias_column, def.k, scope).rows
+    }
+}

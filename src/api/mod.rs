@@ -1,0 +1,6 @@
+//! The user-facing SQL surface, one file per concept.
+
+pub mod bias;
+pub mod catalog;
+pub mod score;
+pub mod search;

@@ -1,0 +1,73 @@
+//! Turning engine errors and bad input into SQL errors that carry a hint.
+
+use nnn_engine::EngineError;
+use pgrx::pg_sys;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+
+/// Raises an SQL ERROR with a SQLSTATE, a message and a hint. Never returns.
+pub fn fail(code: PgSqlErrorCode, message: impl Into<String>, hint: impl Into<String>) -> ! {
+    pgrx::pg_sys::panic::ErrorReport::new(code, message.into(), "nnn")
+        .set_hint(hint)
+        .report(PgLogLevel::ERROR);
+    unreachable!("ERROR returned")
+}
+
+/// Raises the SQL error matching an engine error; `context` says what was being done.
+pub fn raise(err: EngineError, context: &str) -> ! {
+    use PgSqlErrorCode::*;
+    match err {
+        EngineError::Cancelled => {
+            // The engine stops when PostgreSQL flagged a cancel or timeout: let it report it.
+            pgrx::check_for_interrupts!();
+            fail(ERRCODE_QUERY_CANCELED, format!("{context}: cancelled"), "The statement was cancelled.")
+        }
+        EngineError::DimensionMismatch { .. } | EngineError::Shape { .. } => fail(
+            ERRCODE_DATA_EXCEPTION,
+            format!("{context}: {err}"),
+            "All vectors of an index, its reference set and its queries must have the same dimension.",
+        ),
+        EngineError::Empty { .. } => fail(
+            ERRCODE_DATA_EXCEPTION,
+            format!("{context}: {err}"),
+            "The reference set must hold at least one non-NULL embedding; load the reference queries first.",
+        ),
+        EngineError::KOutOfRange { .. } => fail(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("{context}: {err}"),
+            "Choose k between 1 and the number of reference rows (the paper uses k = 128).",
+        ),
+        EngineError::NonFinite { .. } => fail(
+            ERRCODE_DATA_EXCEPTION,
+            format!("{context}: {err}"),
+            "Embeddings must not contain NaN or Infinity.",
+        ),
+        EngineError::InvalidParameter { .. } => fail(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("{context}: {err}"),
+            "Check nnn.alpha and nnn.threads.",
+        ),
+        EngineError::WorkerPanic(_) => fail(
+            ERRCODE_INTERNAL_ERROR,
+            format!("{context}: {err}"),
+            "This is a bug in nnn; the session stays usable. Please report it.",
+        ),
+    }
+}
+
+/// Unwraps an engine result or raises its SQL error.
+pub fn or_raise<T>(r: nnn_engine::Result<T>, context: &str) -> T {
+    r.unwrap_or_else(|e| raise(e, context))
+}
+
+/// Unwraps an SPI result; SPI failures are internal errors with the query's purpose.
+pub fn spi_or_raise<T>(r: Result<T, pgrx::spi::SpiError>, context: &str) -> T {
+    r.unwrap_or_else(|e| {
+        fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("{context}: {e}"), "This is a bug in nnn; please report it.")
+    })
+}
+
+/// Whether PostgreSQL has asked this backend to cancel the statement or exit.
+pub fn cancel_requested() -> bool {
+    // SAFETY: plain reads of sig_atomic_t flags on the main thread.
+    unsafe { pg_sys::QueryCancelPending != 0 || pg_sys::ProcDiePending != 0 }
+}

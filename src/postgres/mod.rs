@@ -1,0 +1,8 @@
+//! PostgreSQL integration: errors, interrupts and progress, relation names, reading vectors
+//! out of tables and writing biases back. Only the backend's main thread runs this code.
+
+pub mod errors;
+pub mod interrupts;
+pub mod read;
+pub mod relation;
+pub mod write;

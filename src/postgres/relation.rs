@@ -1,0 +1,110 @@
+//! Resolving the tables and columns a user names, with clear errors before any work starts.
+
+use super::errors::{fail, spi_or_raise};
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::spi::quote_identifier;
+use pgrx::PgSqlErrorCode::*;
+
+/// A table named by `regclass`: its OID and its name quoted for SQL text.
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// pg_class OID.
+    pub oid: pg_sys::Oid,
+    /// Schema-qualified where needed and quoted: safe to place in SQL text.
+    pub sql: String,
+}
+
+/// Resolves a `regclass` argument, closing pgrx's relcache reference at once (an open
+/// reference would make `ALTER TABLE` on it fail); the lock stays until the transaction ends.
+pub fn resolve(rel: pgrx::PgRelation) -> Table {
+    let oid = rel.oid();
+    drop(rel);
+    table(oid)
+}
+
+/// Resolves a regclass to a table, failing when it no longer exists.
+pub fn table(oid: pg_sys::Oid) -> Table {
+    let sql = Spi::get_one_with_args::<String>(
+        "SELECT c.oid::regclass::text FROM pg_catalog.pg_class c WHERE c.oid = $1",
+        &[DatumWithOid::from(oid)],
+    );
+    match sql {
+        Ok(Some(sql)) => Table { oid, sql },
+        Err(e) if !matches!(e, pgrx::spi::SpiError::InvalidPosition) => spi_or_raise(Err(e), "looking up a table"),
+        _ => fail(ERRCODE_UNDEFINED_TABLE, format!("table with OID {} does not exist", oid.to_u32()), "The table was dropped; re-create it or drop the nnn index."),
+    }
+}
+
+/// The type of column `column` of `table` and whether it can be read as `real[]`.
+fn column_type(table: &Table, column: &str) -> Option<(String, bool, bool)> {
+    let row = Spi::get_three_with_args::<String, bool, bool>(
+        "SELECT a.atttypid::regtype::text,
+                (t.typcategory = 'A' AND t.typelem IN ('float4'::regtype, 'float8'::regtype,
+                    'int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype))
+                OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast c
+                           WHERE c.castsource = a.atttypid AND c.casttarget = 'real[]'::regtype),
+                a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)
+         FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+         WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+        &[DatumWithOid::from(table.oid), DatumWithOid::from(column)],
+    );
+    match row {
+        Ok((Some(ty), Some(vec_ok), Some(int_ok))) => Some((ty, vec_ok, int_ok)),
+        Ok(_) | Err(pgrx::spi::SpiError::InvalidPosition) => None,
+        Err(e) => spi_or_raise(Err(e), "looking up a column"),
+    }
+}
+
+fn missing_column(table: &Table, column: &str) -> ! {
+    fail(
+        ERRCODE_UNDEFINED_COLUMN,
+        format!("column \"{column}\" of relation {} does not exist", table.sql),
+        "Column names are case sensitive here: pass the name as stored (see \\d of the table).",
+    )
+}
+
+/// Checks that `column` holds embeddings (real[], float8[], other numeric arrays, or a type
+/// with a cast to real[] such as pgvector's `vector`) and returns it quoted.
+pub fn vector_column(table: &Table, column: &str) -> String {
+    match column_type(table, column) {
+        None => missing_column(table, column),
+        Some((_, true, _)) => quote_identifier(column),
+        Some((ty, false, _)) => fail(
+            ERRCODE_DATATYPE_MISMATCH,
+            format!("column \"{column}\" of relation {} has type {ty}, which is not an embedding type", table.sql),
+            "Embedding columns must be real[], double precision[] or pgvector's vector.",
+        ),
+    }
+}
+
+/// Checks that `column` is an integer id column (smallint, integer, bigint) and returns it quoted.
+pub fn id_column(table: &Table, column: &str) -> String {
+    match column_type(table, column) {
+        None => missing_column(table, column),
+        Some((_, _, true)) => quote_identifier(column),
+        Some((ty, _, false)) => fail(
+            ERRCODE_DATATYPE_MISMATCH,
+            format!("id column \"{column}\" of relation {} has type {ty}", table.sql),
+            "The id column must be smallint, integer or bigint, and unique (a primary key).",
+        ),
+    }
+}
+
+/// Makes sure `table` has a `real` column `column` for biases, adding it when missing.
+/// Returns the quoted column name. An existing column of another type is an error.
+pub fn ensure_bias_column(table: &Table, column: &str) -> String {
+    match column_type(table, column) {
+        Some((ty, _, _)) if ty == "real" => {}
+        Some((ty, _, _)) => fail(
+            ERRCODE_DATATYPE_MISMATCH,
+            format!("bias column \"{column}\" of relation {} exists with type {ty}, not real", table.sql),
+            "Pass another bias_column name, or drop or alter that column.",
+        ),
+        None => {
+            let sql = format!("ALTER TABLE {} ADD COLUMN {} real", table.sql, quote_identifier(column));
+            spi_or_raise(Spi::run(&sql), "adding the bias column");
+        }
+    }
+    quote_identifier(column)
+}

@@ -1,0 +1,62 @@
+"""build_bias and nnn_search over wordnet-small equal the reference package's golden files."""
+import json
+
+import numpy as np
+
+from conftest import SMALL, load_wordnet_small, read_f16
+
+
+def golden(name, dtype):
+    return np.fromfile(SMALL / name, dtype=dtype)
+
+
+def recall(idx, gt, n):
+    hits = sum(int(g in row[:n]) for row, g in zip(idx, gt))
+    return round(hits * 100.0 / len(gt), 2)
+
+
+def check_topk(got_idx, got_score, gold_idx, gold_score):
+    assert np.abs(got_score - gold_score).max() <= 1e-5
+    for q in range(gold_idx.shape[0]):
+        for r in range(10):
+            s = gold_score[q]
+            tied = (r > 0 and abs(s[r - 1] - s[r]) <= 1e-5) or (r < 9 and abs(s[r + 1] - s[r]) <= 1e-5)
+            if not tied:
+                assert got_idx[q, r] == gold_idx[q, r], (q, r)
+
+
+def test_bias_and_search_match_golden(connect):
+    conn = connect()
+    load_wordnet_small(conn)
+    rows, skipped, ref_rows, k = conn.execute(
+        "SELECT rows, skipped, reference_rows, k FROM nnn.create_index('wn', 'wn_cand', 'id', 'emb', 'wn_ref', 'emb')"
+    ).fetchone()
+    assert (rows, skipped, ref_rows, k) == (500, 0, 8000, 128)
+    bias = np.array([b for (b,) in conn.execute("SELECT nnn_bias FROM wn_cand ORDER BY id")], dtype=np.float32)
+    assert np.abs(bias - golden("golden_bias_k128.f32", "<f4")).max() <= 1e-5
+
+    queries = read_f16("queries.f16")
+    gt = golden("queries_gt.i32", "<i4")
+    meta = json.loads((SMALL / "golden.json").read_text())
+    for alpha, prefix, key in ((0.75, "nnn", "nnn_k128_a0.75"), (0.0, "base", "base")):
+        conn.execute(f"SET nnn.alpha = {alpha}")
+        rows = conn.execute("SELECT query_no, rank, id, score FROM nnn_search_batch('wn', %s::real[], 10)", (queries.tolist(),)).fetchall()
+        idx = np.zeros((len(queries), 10), dtype=np.int64)
+        score = np.zeros((len(queries), 10), dtype=np.float32)
+        for qn, rank, i, s in rows:
+            idx[qn - 1, rank - 1], score[qn - 1, rank - 1] = i, s
+        gold_idx = golden(f"golden_{prefix}_top10_idx.i32", "<i4").reshape(-1, 10)
+        gold_score = golden(f"golden_{prefix}_top10_score.f32", "<f4").reshape(-1, 10)
+        check_topk(idx, score, gold_idx, gold_score)
+        assert [recall(idx, gt, n) for n in (1, 5, 10)] == [meta[key]["R@1"], meta[key]["R@5"], meta[key]["R@10"]]
+        # the single-query function agrees with the batch
+        for q in (0, 17, 471):
+            single = conn.execute("SELECT id, score FROM nnn_search('wn', %s::real[], 10)", (queries[q].tolist(),)).fetchall()
+            assert [i for i, _ in single] == list(idx[q])
+    conn.execute("RESET nnn.alpha")
+    # the ORM path ranks the same: ORDER BY nnn_score(...) LIMIT 10
+    orm = conn.execute(
+        "SELECT id FROM wn_cand ORDER BY nnn_score(emb, %s::real[], nnn_bias) DESC LIMIT 10", (queries[3].tolist(),)
+    ).fetchall()
+    fast = conn.execute("SELECT id FROM nnn_search('wn', %s::real[], 10)", (queries[3].tolist(),)).fetchall()
+    assert orm == fast

@@ -1,0 +1,61 @@
+"""nnn_search answers as of the caller's snapshot while other sessions write."""
+import pytest
+
+
+@pytest.fixture
+def toy(connect):
+    c = connect()
+    c.execute("DROP TABLE IF EXISTS mv_img, mv_ref CASCADE")
+    c.execute("CREATE TABLE mv_img (id int PRIMARY KEY, emb real[])")
+    c.execute("CREATE TABLE mv_ref (emb real[])")
+    c.execute("INSERT INTO mv_img VALUES (1, '{1,0,0}'), (2, '{0,1,0}'), (3, '{0,0,1}')")
+    c.execute("INSERT INTO mv_ref VALUES ('{1,0,0}'), ('{0,1,0}'), ('{0.5,0.5,0}')")
+    c.execute("SELECT nnn.create_index('mv', 'mv_img', 'id', 'emb', 'mv_ref', 'emb', k => 1)")
+    return c
+
+
+def ids(conn, q="{0,0,1}", k=10):
+    return [i for (i,) in conn.execute("SELECT id FROM nnn_search('mv', %s::real[], %s)", (q, k))]
+
+
+def test_other_sessions_uncommitted_changes_are_invisible(toy, connect):
+    writer = connect(autocommit=False)
+    writer.execute("INSERT INTO mv_img VALUES (4, '{0,0,2}')")
+    writer.execute("DELETE FROM mv_img WHERE id = 3")
+    assert ids(toy)[0] == 3 and 4 not in ids(toy)
+    writer.commit()
+    assert ids(toy)[0] == 4 and 3 not in ids(toy)
+
+
+def test_rollback_leaves_no_trace(toy, connect):
+    writer = connect(autocommit=False)
+    writer.execute("INSERT INTO mv_img VALUES (5, '{0,0,3}')")
+    writer.rollback()
+    assert 5 not in ids(toy)
+
+
+def test_committed_update_is_never_stale(toy, connect):
+    writer = connect()
+    before = toy.execute("SELECT score FROM nnn_search('mv', '{0,0,1}', 1)").fetchone()[0]
+    writer.execute("UPDATE mv_img SET emb = '{0,0,5}' WHERE id = 3")
+    after = toy.execute("SELECT id, score FROM nnn_search('mv', '{0,0,1}', 1)").fetchone()
+    assert after[0] == 3 and after[1] > before + 3
+
+
+def test_repeatable_read_keeps_its_snapshot(toy, connect):
+    reader = connect(autocommit=False)
+    reader.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    first = ids(reader)
+    writer = connect()
+    writer.execute("INSERT INTO mv_img VALUES (6, '{0,0,9}')")
+    assert ids(reader) == first
+    reader.commit()
+    assert ids(reader)[0] == 6
+
+
+def test_own_uncommitted_rows_count(toy, connect):
+    me = connect(autocommit=False)
+    me.execute("INSERT INTO mv_img VALUES (7, '{0,0,7}')")
+    assert ids(me)[0] == 7
+    assert 7 not in ids(toy)
+    me.rollback()

@@ -1,0 +1,116 @@
+"""Cancellation, timeouts, privileges and row-level security."""
+import threading
+import time
+
+import psycopg
+import pytest
+
+
+@pytest.fixture(scope="module")
+def big(dbname):
+    """A build of several seconds: 20,000 candidates x 200,000 reference rows x d=64."""
+    with psycopg.connect(dbname=dbname, autocommit=True) as c:
+        c.execute("CREATE TABLE big_cand (id int PRIMARY KEY, emb real[])")
+        c.execute("CREATE TABLE big_ref (emb real[])")
+        c.execute("INSERT INTO big_cand SELECT g, ARRAY(SELECT random()::real FROM generate_series(1, 64) WHERE g > 0) FROM generate_series(1, 20000) g")
+        c.execute("INSERT INTO big_ref SELECT ARRAY(SELECT random()::real FROM generate_series(1, 64) WHERE g > 0) FROM generate_series(1, 200000) g")
+    return "big_cand"
+
+
+def no_bias_column(conn):
+    return conn.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = 'big_cand'::regclass AND attname = 'nnn_bias'").fetchone()[0] == 0
+
+
+def test_statement_timeout_stops_a_build_and_leaves_the_table(big, connect):
+    c = connect()
+    c.execute("SET statement_timeout = '2s'")
+    t = time.monotonic()
+    with pytest.raises(psycopg.errors.QueryCanceled, match="statement timeout"):
+        c.execute("SELECT nnn.build_bias('big_cand', 'emb', 'big_ref', 'emb')")
+    assert time.monotonic() - t < 3.0
+    c.execute("RESET statement_timeout")
+    assert no_bias_column(c)
+
+
+def test_pg_cancel_backend_stops_a_build_within_a_second(big, connect):
+    c, admin = connect(), connect()
+    pid = c.info.backend_pid
+    cancelled_at = []
+
+    def cancel():
+        time.sleep(1.5)
+        cancelled_at.append(time.monotonic())
+        admin.execute("SELECT pg_cancel_backend(%s)", (pid,))
+
+    th = threading.Thread(target=cancel)
+    th.start()
+    with pytest.raises(psycopg.errors.QueryCanceled):
+        c.execute("SELECT nnn.build_bias('big_cand', 'emb', 'big_ref', 'emb')")
+    done = time.monotonic()
+    th.join()
+    assert done - cancelled_at[0] < 1.0
+    assert no_bias_column(c)
+    assert c.execute("SELECT 1").fetchone() == (1,)  # the session stays usable
+
+
+@pytest.fixture
+def roles(connect):
+    c = connect()
+    c.execute("DROP TABLE IF EXISTS pv_img, pv_ref CASCADE")
+    for r in ("nnn_alice", "nnn_bob"):
+        c.execute(f"DROP OWNED BY {r}" if c.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (r,)).fetchone() else "SELECT 1")
+        c.execute(f"DROP ROLE IF EXISTS {r}")
+        c.execute(f"CREATE ROLE {r}")
+    c.execute("CREATE TABLE pv_img (id int PRIMARY KEY, emb real[], owner text)")
+    c.execute("CREATE TABLE pv_ref (emb real[])")
+    c.execute("INSERT INTO pv_img VALUES (1, '{1,0}', 'nnn_alice'), (2, '{0,1}', 'nnn_bob'), (3, '{0.7,0.7}', 'nnn_bob')")
+    c.execute("INSERT INTO pv_ref VALUES ('{1,0}'), ('{0,1}')")
+    c.execute("SELECT nnn.create_index('pv', 'pv_img', 'id', 'emb', 'pv_ref', 'emb', k => 1)")
+    return c
+
+
+def test_without_select_on_reference_a_build_is_denied(roles, connect):
+    roles.execute("GRANT SELECT, UPDATE ON pv_img TO nnn_alice")
+    a = connect()
+    a.execute("SET ROLE nnn_alice")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="pv_ref"):
+        a.execute("SELECT nnn.build_bias('pv_img', 'emb', 'pv_ref', 'emb')")
+
+
+def test_without_update_a_build_is_denied_and_nothing_changes(roles, connect):
+    roles.execute("GRANT SELECT ON pv_img, pv_ref TO nnn_bob")
+    before = roles.execute("SELECT array_agg(nnn_bias ORDER BY id) FROM pv_img").fetchone()
+    b = connect()
+    b.execute("SET ROLE nnn_bob")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        b.execute("SELECT nnn.build_bias('pv_img', 'emb', 'pv_ref', 'emb')")
+    assert roles.execute("SELECT array_agg(nnn_bias ORDER BY id) FROM pv_img").fetchone() == before
+
+
+def test_search_needs_select_and_honours_row_level_security(roles, connect):
+    a = connect()
+    a.execute("SET ROLE nnn_alice")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        a.execute("SELECT * FROM nnn_search('pv', '{0,1}', 3)")
+    roles.execute("GRANT SELECT ON pv_img TO nnn_alice")
+    roles.execute("ALTER TABLE pv_img ENABLE ROW LEVEL SECURITY")
+    roles.execute("CREATE POLICY own_rows ON pv_img FOR SELECT USING (owner = current_user)")
+    assert [i for (i,) in a.execute("SELECT id FROM nnn_search('pv', '{0,1}', 3)")] == [1]
+    # the table owner still sees every row
+    assert len(roles.execute("SELECT id FROM nnn_search('pv', '{0,1}', 3)").fetchall()) == 3
+
+
+def test_catalog_rows_are_writable_only_by_the_table_owner(roles, connect):
+    a = connect()
+    a.execute("SET ROLE nnn_alice")
+    assert a.execute("SELECT count(*) FROM nnn.indexes").fetchone()[0] == 1
+    a.execute("DELETE FROM nnn.indexes WHERE name = 'pv'")
+    assert roles.execute("SELECT count(*) FROM nnn.indexes").fetchone()[0] == 1
+
+
+def test_memory_cap_fails_early_naming_the_setting(roles, connect):
+    roles.execute("SET nnn.max_memory_mb = 1")
+    roles.execute("CREATE TEMP TABLE wide AS SELECT g AS id, array_fill(0.1::real, ARRAY[1024]) AS emb FROM generate_series(1, 600) g")
+    with pytest.raises(psycopg.errors.ProgramLimitExceeded, match="nnn.max_memory_mb"):
+        roles.execute("SELECT nnn.build_bias('wide', 'emb', 'wide', 'emb', k => 1)")
+    roles.execute("RESET nnn.max_memory_mb")

@@ -1,0 +1,57 @@
+-- nnn.create_index registers a searchable set, fills its bias and keeps it fresh.
+SELECT rows, skipped, reference_rows, k FROM nnn.create_index('toy', 'img', 'id', 'emb', 'cap', 'emb', k => 2);
+SELECT name, candidates, id_column, embedding_column, reference, reference_embedding, bias_column, k FROM nnn.indexes;
+-- nnn_search: top-k with corrected scores (alpha from nnn.alpha)
+SELECT id, round(score::numeric, 5) AS score FROM nnn_search('{0,0.6,0.8,0}', 3);
+SELECT id, round(score::numeric, 5) AS score FROM nnn_search('toy', '{0,0,1,0}', 2);
+SET nnn.alpha = 0;
+SELECT id, round(score::numeric, 5) AS score FROM nnn_search('toy', '{0,0.6,0.8,0}', 2);
+RESET nnn.alpha;
+-- k larger than the table returns every row
+SELECT count(*) FROM nnn_search('toy', '{0,0.6,0.8,0}', 100);
+-- batch: one row per (query, rank)
+SELECT query_no, rank, id, round(score::numeric, 5) AS score
+FROM nnn_search_batch('toy', ARRAY[[0,0.6,0.8,0],[0,0,1,0]]::real[], 2);
+-- inserted and updated rows get their bias from the trigger, in the same statement
+INSERT INTO img VALUES (10, '{0,0.6,0.8,0}'), (11, '{0,0,0,1}');
+SELECT id, round(nnn_bias::numeric, 5) AS bias FROM img WHERE id >= 10 ORDER BY id;
+UPDATE img SET emb = '{0,0,1,0}' WHERE id = 11;
+SELECT id, round(nnn_bias::numeric, 5) AS bias FROM img WHERE id = 11;
+UPDATE img SET emb = NULL WHERE id = 11;
+SELECT id, nnn_bias IS NULL AS no_bias FROM img WHERE id = 11;
+-- search sees the transaction's own changes, deletes included
+BEGIN;
+DELETE FROM img WHERE id = 10;
+SELECT id FROM nnn_search('toy', '{0,0.6,0.8,0}', 1);
+ROLLBACK;
+SELECT id FROM nnn_search('toy', '{0,0.6,0.8,0}', 1);
+DELETE FROM img WHERE id IN (10, 11);
+-- refresh recomputes after the reference set changed
+DELETE FROM cap WHERE emb[3] > 0.99;
+SELECT rows, reference_rows FROM nnn.refresh('toy');
+-- errors
+SELECT * FROM nnn_search('nope', '{0,0,1,0}', 1);
+SELECT * FROM nnn_search('toy', '{0,0,1}', 1);
+SELECT * FROM nnn_search('toy', '{0,0,1,0}', 0);
+SELECT * FROM nnn_search('toy', '{0,NaN,1,0}', 1);
+SELECT * FROM nnn_search_batch('toy', '{0,0,1,0}'::real[], 1);
+SELECT nnn.create_index('toy', 'img', 'id', 'emb', 'cap', 'emb', k => 2);
+SELECT nnn.create_index('toy2', 'img', 'emb', 'emb', 'cap', 'emb', k => 2);
+SELECT rows FROM nnn.create_index('toy2', '"My Images"', 'Emb Col', 'Emb Col', 'cap', 'emb', k => 2);
+-- two indexes: the one-argument form must be told which
+CREATE TABLE img2 (id bigint PRIMARY KEY, emb real[]);
+INSERT INTO img2 SELECT id + 100, emb FROM img;
+SELECT rows FROM nnn.create_index('toy2', 'img2', 'id', 'emb', 'cap', 'emb', k => 2);
+SELECT * FROM nnn_search('{0,0,1,0}', 1);
+SELECT id FROM nnn_search('toy2', '{0,0,1,0}', 1);
+-- drop_index removes the registration and the triggers, keeps the bias unless asked
+SELECT nnn.drop_index('toy2', drop_bias_column => true);
+SELECT count(*) FROM pg_trigger WHERE tgrelid = 'img2'::regclass;
+SELECT count(*) FROM pg_attribute WHERE attrelid = 'img2'::regclass AND attname = 'nnn_bias';
+SELECT nnn.drop_index('toy');
+SELECT nnn.drop_index('toy');
+SELECT count(*) FROM img WHERE nnn_bias IS NOT NULL;
+-- dropping a candidate table forgets its index
+SELECT rows FROM nnn.create_index('toy3', 'img2', 'id', 'emb', 'cap', 'emb', k => 2);
+DROP TABLE img2;
+SELECT count(*) FROM nnn.indexes;
