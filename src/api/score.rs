@@ -7,8 +7,8 @@ use pgrx::PgSqlErrorCode::*;
 
 /// Current `nnn.alpha` (used as the default of `nnn_score`'s alpha).
 #[pg_extern(stable, parallel_safe, name = "nnn_alpha")]
-fn nnn_alpha() -> f32 {
-    guc::ALPHA.get() as f32
+fn nnn_alpha() -> f64 {
+    guc::ALPHA.get()
 }
 
 /// Copies a `real[]` argument into a vector, rejecting NULL elements and non-finite values.
@@ -24,10 +24,11 @@ pub fn vector_arg(arr: &Array<f32>, what: &str) -> Vec<f32> {
     out
 }
 
-/// `q·r − alpha·bias`: the NNN score of a candidate embedding for a query.
-/// Without `alpha`, the current `nnn.alpha` is used.
+/// `q·r − alpha·bias`: the NNN score of a candidate embedding for a query, in `real`
+/// arithmetic like `nnn_search`. Without `alpha`, the current `nnn.alpha` is used. `bias`
+/// and `alpha` are double precision so that ORMs' float parameters fit without casts.
 #[pg_extern(immutable, strict, parallel_safe)]
-fn nnn_score(embedding: Array<f32>, query: Array<f32>, bias: f32, alpha: default!(f32, "nnn_alpha()")) -> f32 {
+fn nnn_score(embedding: Array<f32>, query: Array<f32>, bias: f64, alpha: default!(f64, "nnn_alpha()")) -> f32 {
     if !alpha.is_finite() {
         fail(ERRCODE_INVALID_PARAMETER_VALUE, format!("alpha must be finite, got {alpha}"), "Pass a finite alpha or SET nnn.alpha.");
     }
@@ -41,7 +42,7 @@ fn nnn_score(embedding: Array<f32>, query: Array<f32>, bias: f32, alpha: default
         );
     }
     let dot: f32 = r.iter().zip(&q).map(|(a, b)| a * b).sum();
-    dot - alpha * bias
+    dot - alpha as f32 * bias as f32
 }
 
 #[cfg(any(test, feature = "pg_test"))]

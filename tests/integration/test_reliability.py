@@ -74,7 +74,7 @@ def test_without_select_on_reference_a_build_is_denied(roles, connect):
     a = connect()
     a.execute("SET ROLE nnn_alice")
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="pv_ref"):
-        a.execute("SELECT nnn.build_bias('pv_img', 'emb', 'pv_ref', 'emb')")
+        a.execute("SELECT nnn.build_bias('pv_img', 'emb', 'pv_ref', 'emb', k => 1)")
 
 
 def test_without_update_a_build_is_denied_and_nothing_changes(roles, connect):
@@ -83,7 +83,7 @@ def test_without_update_a_build_is_denied_and_nothing_changes(roles, connect):
     b = connect()
     b.execute("SET ROLE nnn_bob")
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        b.execute("SELECT nnn.build_bias('pv_img', 'emb', 'pv_ref', 'emb')")
+        b.execute("SELECT nnn.build_bias('pv_img', 'emb', 'pv_ref', 'emb', k => 1)")
     assert roles.execute("SELECT array_agg(nnn_bias ORDER BY id) FROM pv_img").fetchone() == before
 
 
