@@ -3,11 +3,13 @@
 
 use super::bias::{build, BuildReport, Scope};
 use crate::postgres::errors::{fail, spi_or_raise};
-use crate::postgres::relation::{ensure_bias_column, id_column, resolve, table, vector_column, Table};
+use crate::postgres::relation::{
+    ensure_bias_column, id_column, resolve, table, vector_column, Table,
+};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::PgRelation;
 use pgrx::spi::{quote_identifier, quote_literal};
+use pgrx::PgRelation;
 use pgrx::PgSqlErrorCode::*;
 
 /// A registered index with its names checked and quoted.
@@ -32,7 +34,16 @@ pub struct IndexDef {
 
 /// Looks up index `name`, or the only index when `name` is None.
 pub fn lookup(name: Option<&str>) -> IndexDef {
-    let found: Vec<(String, pg_sys::Oid, String, String, pg_sys::Oid, String, String, i32)> = Spi::connect(|client| {
+    let found: Vec<(
+        String,
+        pg_sys::Oid,
+        String,
+        String,
+        pg_sys::Oid,
+        String,
+        String,
+        i32,
+    )> = Spi::connect(|client| {
         let rows = client.select(
             "SELECT name, candidates::oid, id_column::text, embedding_column::text, reference::oid,
                     reference_embedding::text, bias_column::text, k
@@ -42,17 +53,33 @@ pub fn lookup(name: Option<&str>) -> IndexDef {
         );
         let mut out = Vec::new();
         for row in spi_or_raise(rows, "reading nnn.indexes") {
-            let get = |i| spi_or_raise(row.get::<String>(i), "reading nnn.indexes").unwrap_or_default();
-            let oid = |i| spi_or_raise(row.get::<pg_sys::Oid>(i), "reading nnn.indexes").unwrap_or(pg_sys::InvalidOid);
+            let get =
+                |i| spi_or_raise(row.get::<String>(i), "reading nnn.indexes").unwrap_or_default();
+            let oid = |i| {
+                spi_or_raise(row.get::<pg_sys::Oid>(i), "reading nnn.indexes")
+                    .unwrap_or(pg_sys::InvalidOid)
+            };
             let k = spi_or_raise(row.get::<i32>(8), "reading nnn.indexes").unwrap_or(0);
             out.push((get(1), oid(2), get(3), get(4), oid(5), get(6), get(7), k));
         }
         out
     });
     let (name, c, id, emb, r, remb, bias, k) = match (found.len(), name) {
-        (0, Some(n)) => fail(ERRCODE_UNDEFINED_OBJECT, format!("nnn index \"{n}\" does not exist"), "See SELECT name FROM nnn.indexes; create one with nnn.create_index."),
-        (0, None) => fail(ERRCODE_UNDEFINED_OBJECT, "no nnn index exists", "Create one with nnn.create_index(...)."),
-        (2, None) => fail(ERRCODE_AMBIGUOUS_PARAMETER, "there is more than one nnn index", "Name it: nnn_search('index name', query, k)."),
+        (0, Some(n)) => fail(
+            ERRCODE_UNDEFINED_OBJECT,
+            format!("nnn index \"{n}\" does not exist"),
+            "See SELECT name FROM nnn.indexes; create one with nnn.create_index.",
+        ),
+        (0, None) => fail(
+            ERRCODE_UNDEFINED_OBJECT,
+            "no nnn index exists",
+            "Create one with nnn.create_index(...).",
+        ),
+        (2, None) => fail(
+            ERRCODE_AMBIGUOUS_PARAMETER,
+            "there is more than one nnn index",
+            "Name it: nnn_search('index name', query, k).",
+        ),
         _ => found.into_iter().next().unwrap(),
     };
     IndexDef {
@@ -68,9 +95,11 @@ pub fn lookup(name: Option<&str>) -> IndexDef {
 }
 
 fn trigger_names(name: &str) -> [String; 2] {
-    [quote_identifier(format!("nnn_{name}_insert")), quote_identifier(format!("nnn_{name}_update"))]
+    [
+        quote_identifier(format!("nnn_{name}_insert")),
+        quote_identifier(format!("nnn_{name}_update")),
+    ]
 }
-
 
 fn report_row(r: BuildReport, k: i32) -> TableIterator<'static, (i64, i64, i64, i32, f64)> {
     TableIterator::once((r.rows, r.skipped, r.reference_rows, k, r.seconds))
@@ -78,9 +107,20 @@ fn report_row(r: BuildReport, k: i32) -> TableIterator<'static, (i64, i64, i64, 
 
 /// Rebuilds every bias of an index and stamps the catalog.
 fn rebuild(def: &IndexDef) -> BuildReport {
-    let r = build(&def.candidates, &def.embedding, &def.reference, &def.reference_embedding, &def.bias_column, def.k, Scope::All);
+    let r = build(
+        &def.candidates,
+        &def.embedding,
+        &def.reference,
+        &def.reference_embedding,
+        &def.bias_column,
+        def.k,
+        Scope::All,
+    );
     spi_or_raise(
-        Spi::run_with_args("UPDATE nnn.indexes SET built_at = now() WHERE name = $1", &[DatumWithOid::from(def.name.as_str())]),
+        Spi::run_with_args(
+            "UPDATE nnn.indexes SET built_at = now() WHERE name = $1",
+            &[DatumWithOid::from(def.name.as_str())],
+        ),
         "updating nnn.indexes",
     );
     r
@@ -104,16 +144,36 @@ mod nnn {
         reference_embedding: &str,
         k: default!(i32, 128),
         bias_column: default!(&str, "'nnn_bias'"),
-    ) -> TableIterator<'static, (name!(rows, i64), name!(skipped, i64), name!(reference_rows, i64), name!(k, i32), name!(seconds, f64))> {
+    ) -> TableIterator<
+        'static,
+        (
+            name!(rows, i64),
+            name!(skipped, i64),
+            name!(reference_rows, i64),
+            name!(k, i32),
+            name!(seconds, f64),
+        ),
+    > {
         if name.is_empty() || name.len() > 40 {
-            fail(ERRCODE_INVALID_NAME, format!("invalid nnn index name \"{name}\""), "Use a name of 1 to 40 characters.");
+            fail(
+                ERRCODE_INVALID_NAME,
+                format!("invalid nnn index name \"{name}\""),
+                "Use a name of 1 to 40 characters.",
+            );
         }
         let exists = spi_or_raise(
-            Spi::get_one_with_args::<bool>("SELECT EXISTS (SELECT 1 FROM nnn.indexes WHERE name = $1)", &[DatumWithOid::from(name)]),
+            Spi::get_one_with_args::<bool>(
+                "SELECT EXISTS (SELECT 1 FROM nnn.indexes WHERE name = $1)",
+                &[DatumWithOid::from(name)],
+            ),
             "reading nnn.indexes",
         );
         if exists == Some(true) {
-            fail(ERRCODE_DUPLICATE_OBJECT, format!("nnn index \"{name}\" already exists"), "Drop it with nnn.drop_index, or use nnn.refresh to rebuild it.");
+            fail(
+                ERRCODE_DUPLICATE_OBJECT,
+                format!("nnn index \"{name}\" already exists"),
+                "Drop it with nnn.drop_index, or use nnn.refresh to rebuild it.",
+            );
         }
         let cand = resolve(candidates);
         let refs = resolve(reference);
@@ -167,12 +227,26 @@ mod nnn {
         let def = lookup(Some(name));
         let [ins, upd] = trigger_names(name);
         let t = &def.candidates.sql;
-        spi_or_raise(Spi::run(&format!("DROP TRIGGER IF EXISTS {ins} ON {t}; DROP TRIGGER IF EXISTS {upd} ON {t};")), "dropping the triggers");
+        spi_or_raise(
+            Spi::run(&format!(
+                "DROP TRIGGER IF EXISTS {ins} ON {t}; DROP TRIGGER IF EXISTS {upd} ON {t};"
+            )),
+            "dropping the triggers",
+        );
         if drop_bias_column {
-            spi_or_raise(Spi::run(&format!("ALTER TABLE {t} DROP COLUMN IF EXISTS {}", def.bias_column)), "dropping the bias column");
+            spi_or_raise(
+                Spi::run(&format!(
+                    "ALTER TABLE {t} DROP COLUMN IF EXISTS {}",
+                    def.bias_column
+                )),
+                "dropping the bias column",
+            );
         }
         spi_or_raise(
-            Spi::run_with_args("DELETE FROM nnn.indexes WHERE name = $1", &[DatumWithOid::from(name)]),
+            Spi::run_with_args(
+                "DELETE FROM nnn.indexes WHERE name = $1",
+                &[DatumWithOid::from(name)],
+            ),
             "unregistering the index",
         );
         true
@@ -180,7 +254,18 @@ mod nnn {
 
     /// Recomputes every bias of index `name` (after the reference set changed).
     #[pg_extern(volatile, parallel_unsafe)]
-    fn refresh(name: &str) -> TableIterator<'static, (name!(rows, i64), name!(skipped, i64), name!(reference_rows, i64), name!(k, i32), name!(seconds, f64))> {
+    fn refresh(
+        name: &str,
+    ) -> TableIterator<
+        'static,
+        (
+            name!(rows, i64),
+            name!(skipped, i64),
+            name!(reference_rows, i64),
+            name!(k, i32),
+            name!(seconds, f64),
+        ),
+    > {
         let def = lookup(Some(name));
         let k = def.k;
         report_row(rebuild(&def), k)
@@ -204,7 +289,19 @@ mod nnn {
             ),
             "clearing biases of NULL embeddings",
         );
-        let scope = Scope::Ids { id_column: &def.id_column, ids };
-        build(&def.candidates, &def.embedding, &def.reference, &def.reference_embedding, &def.bias_column, def.k, scope).rows
+        let scope = Scope::Ids {
+            id_column: &def.id_column,
+            ids,
+        };
+        build(
+            &def.candidates,
+            &def.embedding,
+            &def.reference,
+            &def.reference_embedding,
+            &def.bias_column,
+            def.k,
+            scope,
+        )
+        .rows
     }
 }

@@ -62,7 +62,11 @@ pub fn or_raise<T>(r: nnn_engine::Result<T>, context: &str) -> T {
 /// Unwraps an SPI result; SPI failures are internal errors with the query's purpose.
 pub fn spi_or_raise<T>(r: Result<T, pgrx::spi::SpiError>, context: &str) -> T {
     r.unwrap_or_else(|e| {
-        fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("{context}: {e}"), "This is a bug in nnn; please report it.")
+        fail(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("{context}: {e}"),
+            "This is a bug in nnn; please report it.",
+        )
     })
 }
 

@@ -3,9 +3,9 @@
 
 use super::errors::{cancel_requested, fail, spi_or_raise};
 use crate::guc;
+use pgrx::array::RawArray;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::array::RawArray;
 use pgrx::{PgMemoryContexts, PgSqlErrorCode::*};
 use std::ptr::NonNull;
 
@@ -29,9 +29,20 @@ pub struct Rows<K> {
 
 /// Runs `sql`, whose columns are `(key, embedding::real[] [, extra real])`, and collects the
 /// rows. `what` names the set in errors; `dim` is the expected dimension, if known.
-pub fn read_vectors<K: FromDatum>(sql: &str, args: &[DatumWithOid], what: &str, dim: Option<usize>) -> Rows<K> {
+pub fn read_vectors<K: FromDatum>(
+    sql: &str,
+    args: &[DatumWithOid],
+    what: &str,
+    dim: Option<usize>,
+) -> Rows<K> {
     let cap_bytes = guc::MAX_MEMORY_MB.get() as usize * 1024 * 1024;
-    let mut out = Rows { keys: Vec::new(), data: Vec::new(), extra: Vec::new(), dim: dim.unwrap_or(0), skipped: 0 };
+    let mut out = Rows {
+        keys: Vec::new(),
+        data: Vec::new(),
+        extra: Vec::new(),
+        dim: dim.unwrap_or(0),
+        skipped: 0,
+    };
     Spi::connect(|client| {
         let mut cursor = spi_or_raise(client.try_open_cursor(sql, args), "reading embeddings");
         let mut cx = PgMemoryContexts::new("nnn read block");
@@ -96,7 +107,14 @@ unsafe fn read_block<K: FromDatum>(out: &mut Rows<K>, n: usize, what: &str) {
         let arr = pg_sys::pg_detoast_datum(vec_datum.cast_mut_ptr()) as *mut pg_sys::ArrayType;
         let mut raw = RawArray::from_ptr(NonNull::new_unchecked(arr));
         if raw.any_nulls() {
-            fail(ERRCODE_NULL_VALUE_NOT_ALLOWED, format!("{what}: row {} has an embedding with a NULL component", out.keys.len() + out.skipped as usize + 1), "Embeddings must not contain NULL elements; fix or remove the row.");
+            fail(
+                ERRCODE_NULL_VALUE_NOT_ALLOWED,
+                format!(
+                    "{what}: row {} has an embedding with a NULL component",
+                    out.keys.len() + out.skipped as usize + 1
+                ),
+                "Embeddings must not contain NULL elements; fix or remove the row.",
+            );
         }
         let values: &[f32] = raw.data::<f32>().as_ref();
         if out.dim == 0 {
@@ -110,7 +128,11 @@ unsafe fn read_block<K: FromDatum>(out: &mut Rows<K>, n: usize, what: &str) {
             );
         }
         if values.iter().any(|v| !v.is_finite()) {
-            fail(ERRCODE_DATA_EXCEPTION, format!("{what}: an embedding contains NaN or Infinity"), "Embeddings must be finite; fix or remove the row.");
+            fail(
+                ERRCODE_DATA_EXCEPTION,
+                format!("{what}: an embedding contains NaN or Infinity"),
+                "Embeddings must be finite; fix or remove the row.",
+            );
         }
         out.data.extend_from_slice(values);
         out.keys.push(key);
