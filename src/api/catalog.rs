@@ -32,18 +32,22 @@ pub struct IndexDef {
     pub k: i32,
 }
 
+/// One row of `nnn.indexes` as read: name, candidates, id, embedding, reference,
+/// reference embedding, bias column, k.
+type CatalogRow = (
+    String,
+    pg_sys::Oid,
+    String,
+    String,
+    pg_sys::Oid,
+    String,
+    String,
+    i32,
+);
+
 /// Looks up index `name`, or the only index when `name` is None.
 pub fn lookup(name: Option<&str>) -> IndexDef {
-    let found: Vec<(
-        String,
-        pg_sys::Oid,
-        String,
-        String,
-        pg_sys::Oid,
-        String,
-        String,
-        i32,
-    )> = Spi::connect(|client| {
+    let found: Vec<CatalogRow> = Spi::connect(|client| {
         let rows = client.select(
             "SELECT name, candidates::oid, id_column::text, embedding_column::text, reference::oid,
                     reference_embedding::text, bias_column::text, k
