@@ -4,6 +4,7 @@
 //! `cargo bench -p nnn-engine --bench engine -- [--threads T] [--quick]`
 //! Prints one `RESULT name seconds gflops` line per measurement for scripts/bench_compare.py.
 
+use nnn_engine::backend::cpu::products;
 use nnn_engine::{reference_topk, search, Candidates, CpuBackend, Matrix, Unwatched};
 use std::time::Instant;
 
@@ -45,31 +46,8 @@ fn report(name: &str, secs: f64, flop: f64) {
 
 /// The whole `a × bᵀ` product written out by the same GEMM kernel, threaded by gemm itself.
 fn plain_sgemm(a: &[f32], b: &[f32], d: usize, threads: usize) -> Vec<f32> {
-    let (m, n) = (a.len() / d, b.len() / d);
-    let mut out = vec![0f32; m * n];
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            d,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            1,
-            d as isize,
-            b.as_ptr(),
-            d as isize,
-            1,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::Rayon(threads),
-        );
-    }
+    let mut out = vec![0f32; (a.len() / d) * (b.len() / d)];
+    products(a, b, d, &mut out, threads);
     out
 }
 

@@ -69,11 +69,18 @@ impl Plan {
     }
 }
 
-/// `out[i][j] = a_i · b_j` for a tile: `a` is `m × d`, `b` is `n × d`, `out` is `m × n`.
-pub fn tile_products(a: &[f32], b: &[f32], d: usize, out: &mut [f32]) {
+/// `out[i][j] = a_i · b_j`: `a` is `m × d`, `b` is `n × d`, `out` is row-major `m × n`.
+/// With `threads > 1` the GEMM itself runs on that many rayon threads (the benchmark's
+/// plain-sgemm ceiling); tiles inside the backend use 1.
+pub fn products(a: &[f32], b: &[f32], d: usize, out: &mut [f32], threads: usize) {
     let m = a.len() / d;
     let n = b.len() / d;
     assert!(out.len() >= m * n && a.len() == m * d && b.len() == n * d);
+    let parallelism = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
     // SAFETY: the strides describe exactly the slices checked above.
     unsafe {
         gemm::gemm(
@@ -95,7 +102,7 @@ pub fn tile_products(a: &[f32], b: &[f32], d: usize, out: &mut [f32]) {
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         );
     }
 }
@@ -124,7 +131,7 @@ fn scan_task(
         }
         let c1 = (c0 + COL_BLOCK).min(cols.end);
         let n = c1 - c0;
-        tile_products(a_rows, b.rows_slice(c0, c1), d, &mut tile[..m * n]);
+        products(a_rows, b.rows_slice(c0, c1), d, &mut tile[..m * n], 1);
         for i in 0..m {
             let row = &tile[i * n..(i + 1) * n];
             let mut heap = RowHeap::resume(
