@@ -7,8 +7,7 @@ pub static ALPHA: GucSetting<f64> = GucSetting::<f64>::new(0.75);
 /// Worker threads for bias builds and searches; 0 means one per CPU core.
 pub static THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
 /// Where the heavy work runs.
-pub static BACKEND: GucSetting<BackendChoice> =
-    GucSetting::<BackendChoice>::new(BackendChoice::Auto);
+pub static BACKEND: GucSetting<BackendChoice> = GucSetting::<BackendChoice>::new(BackendChoice::Auto);
 /// Whether long work reports progress as NOTICE messages.
 pub static PROGRESS: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// Upper bound, in MiB, on the vectors one call holds in memory.

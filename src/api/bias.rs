@@ -36,18 +36,13 @@ pub enum Scope<'a> {
 /// The backend chosen by `nnn.backend` with `nnn.threads` workers.
 pub fn backend() -> CpuBackend {
     match guc::BACKEND.get() {
-        guc::BackendChoice::Auto | guc::BackendChoice::Cpu => {
-            or_raise(CpuBackend::new(guc::threads()), "nnn.threads")
-        }
+        guc::BackendChoice::Auto | guc::BackendChoice::Cpu => or_raise(CpuBackend::new(guc::threads()), "nnn.threads"),
     }
 }
 
 /// Reads the reference embeddings (rows visible to the caller).
 pub fn read_reference(reference: &Table, reference_column: &str) -> (Vec<f32>, usize) {
-    let sql = format!(
-        "SELECT true, {reference_column}::real[] FROM {}",
-        reference.sql
-    );
+    let sql = format!("SELECT true, {reference_column}::real[] FROM {}", reference.sql);
     let rows = read_vectors::<bool>(&sql, &[], &format!("reference set {}", reference.sql), None);
     if rows.keys.is_empty() {
         fail(
@@ -71,11 +66,7 @@ pub fn build(
 ) -> BuildReport {
     let started = Instant::now();
     if k < 1 {
-        fail(
-            ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("k must be at least 1, got {k}"),
-            "The paper uses k = 128.",
-        );
+        fail(ERRCODE_INVALID_PARAMETER_VALUE, format!("k must be at least 1, got {k}"), "The paper uses k = 128.");
     }
     let (ref_data, dim) = read_reference(reference, reference_embedding);
     let reference_rows = ref_data.len() / dim;
@@ -89,43 +80,32 @@ pub fn build(
     let (keys, cand) = match scope {
         Scope::All => {
             spi_or_raise(
-                Spi::run(&format!(
-                    "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
-                    candidates.sql
-                )),
+                Spi::run(&format!("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE", candidates.sql)),
                 "locking the candidates",
             );
             spi_or_raise(
-                Spi::run(&format!("UPDATE {t} SET {bias_column} = NULL WHERE {embedding} IS NULL AND {bias_column} IS NOT NULL", t = candidates.sql)),
+                Spi::run(&format!(
+                    "UPDATE {t} SET {bias_column} = NULL WHERE {embedding} IS NULL AND {bias_column} IS NOT NULL",
+                    t = candidates.sql
+                )),
                 "clearing biases of NULL embeddings",
             );
-            let sql = format!(
-                "SELECT ctid::text, {embedding}::real[] FROM {}",
-                candidates.sql
-            );
-            let rows = read_vectors::<String>(
-                &sql,
-                &[],
-                &format!("candidates {}", candidates.sql),
-                Some(dim),
-            );
+            let sql = format!("SELECT ctid::text, {embedding}::real[] FROM {}", candidates.sql);
+            let rows = read_vectors::<String>(&sql, &[], &format!("candidates {}", candidates.sql), Some(dim));
             (RowKeys::Ctid(rows.keys), (rows.data, rows.skipped))
         }
         Scope::Ids { id_column, ids } => {
-            let sql = format!("SELECT {id_column}::bigint, {embedding}::real[] FROM {} WHERE {id_column} = ANY($1)", candidates.sql);
+            let sql = format!(
+                "SELECT {id_column}::bigint, {embedding}::real[] FROM {} WHERE {id_column} = ANY($1)",
+                candidates.sql
+            );
             let rows = read_vectors::<i64>(
                 &sql,
                 &[DatumWithOid::from(ids)],
                 &format!("candidates {}", candidates.sql),
                 Some(dim),
             );
-            (
-                RowKeys::Id {
-                    column: id_column.to_string(),
-                    ids: rows.keys,
-                },
-                (rows.data, rows.skipped),
-            )
+            (RowKeys::Id { column: id_column.to_string(), ids: rows.keys }, (rows.data, rows.skipped))
         }
     };
     let (cand_data, skipped) = cand;
@@ -133,10 +113,7 @@ pub fn build(
     let c = or_raise(Matrix::from_slice(&cand_data, dim, "candidates"), &what);
     let r = or_raise(Matrix::from_slice(&ref_data, dim, "reference set"), &what);
     let mut control = BackendControl::new(&what);
-    let top = or_raise(
-        reference_topk(&backend(), &c, &r, k as usize, &mut control),
-        &what,
-    );
+    let top = or_raise(reference_topk(&backend(), &c, &r, k as usize, &mut control), &what);
     let bias = or_raise(top.bias(k as usize), &what);
     let rows = bias.len() as i64;
     write_bias(candidates, bias_column, keys, bias);
@@ -165,13 +142,7 @@ mod nnn {
         k: default!(i32, 128),
     ) -> TableIterator<
         'static,
-        (
-            name!(rows, i64),
-            name!(skipped, i64),
-            name!(reference_rows, i64),
-            name!(k, i32),
-            name!(seconds, f64),
-        ),
+        (name!(rows, i64), name!(skipped, i64), name!(reference_rows, i64), name!(k, i32), name!(seconds, f64)),
     > {
         let cand = resolve(candidates);
         let refs = resolve(reference);
@@ -201,11 +172,9 @@ mod tests {
              INSERT INTO cap SELECT ARRAY[emb[1] + d, emb[2], emb[3], emb[4]] FROM q, unnest(ARRAY[0.01, -0.01]::real[]) d;",
         )
         .unwrap();
-        let rows = Spi::get_one::<i64>(
-            "SELECT rows FROM nnn.build_bias('img', 'emb', 'cap', 'emb', k => 2)",
-        )
-        .unwrap()
-        .unwrap();
+        let rows = Spi::get_one::<i64>("SELECT rows FROM nnn.build_bias('img', 'emb', 'cap', 'emb', k => 2)")
+            .unwrap()
+            .unwrap();
         assert_eq!(rows, 5);
         let top = Spi::get_two::<i32, f32>(
             "SELECT id, nnn_score(emb, '{0,0,1,0}', nnn_bias, 0.75) s FROM img ORDER BY s DESC LIMIT 1",
@@ -213,11 +182,9 @@ mod tests {
         .unwrap();
         assert_eq!(top.0, Some(4));
         assert!((top.1.unwrap() - 0.25).abs() < 1e-6);
-        let s0 = Spi::get_one::<f32>(
-            "SELECT nnn_score(emb, '{0,0.6,0.8,0}', nnn_bias, 0.75) FROM img WHERE id = 0",
-        )
-        .unwrap()
-        .unwrap();
+        let s0 = Spi::get_one::<f32>("SELECT nnn_score(emb, '{0,0.6,0.8,0}', nnn_bias, 0.75) FROM img WHERE id = 0")
+            .unwrap()
+            .unwrap();
         assert!((s0 - 0.14625).abs() < 1e-6);
     }
 }

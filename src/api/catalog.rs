@@ -3,9 +3,7 @@
 
 use super::bias::{build, BuildReport, Scope};
 use crate::postgres::errors::{fail, spi_or_raise};
-use crate::postgres::relation::{
-    ensure_bias_column, id_column, resolve, table, vector_column, Table,
-};
+use crate::postgres::relation::{ensure_bias_column, id_column, resolve, table, vector_column, Table};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_literal};
@@ -34,16 +32,7 @@ pub struct IndexDef {
 
 /// One row of `nnn.indexes` as read: name, candidates, id, embedding, reference,
 /// reference embedding, bias column, k.
-type CatalogRow = (
-    String,
-    pg_sys::Oid,
-    String,
-    String,
-    pg_sys::Oid,
-    String,
-    String,
-    i32,
-);
+type CatalogRow = (String, pg_sys::Oid, String, String, pg_sys::Oid, String, String, i32);
 
 /// Looks up index `name`, or the only index when `name` is None.
 pub fn lookup(name: Option<&str>) -> IndexDef {
@@ -57,12 +46,8 @@ pub fn lookup(name: Option<&str>) -> IndexDef {
         );
         let mut out = Vec::new();
         for row in spi_or_raise(rows, "reading nnn.indexes") {
-            let get =
-                |i| spi_or_raise(row.get::<String>(i), "reading nnn.indexes").unwrap_or_default();
-            let oid = |i| {
-                spi_or_raise(row.get::<pg_sys::Oid>(i), "reading nnn.indexes")
-                    .unwrap_or(pg_sys::InvalidOid)
-            };
+            let get = |i| spi_or_raise(row.get::<String>(i), "reading nnn.indexes").unwrap_or_default();
+            let oid = |i| spi_or_raise(row.get::<pg_sys::Oid>(i), "reading nnn.indexes").unwrap_or(pg_sys::InvalidOid);
             let k = spi_or_raise(row.get::<i32>(8), "reading nnn.indexes").unwrap_or(0);
             out.push((get(1), oid(2), get(3), get(4), oid(5), get(6), get(7), k));
         }
@@ -74,11 +59,7 @@ pub fn lookup(name: Option<&str>) -> IndexDef {
             format!("nnn index \"{n}\" does not exist"),
             "See SELECT name FROM nnn.indexes; create one with nnn.create_index.",
         ),
-        (0, None) => fail(
-            ERRCODE_UNDEFINED_OBJECT,
-            "no nnn index exists",
-            "Create one with nnn.create_index(...).",
-        ),
+        (0, None) => fail(ERRCODE_UNDEFINED_OBJECT, "no nnn index exists", "Create one with nnn.create_index(...)."),
         (2, None) => fail(
             ERRCODE_AMBIGUOUS_PARAMETER,
             "there is more than one nnn index",
@@ -99,10 +80,7 @@ pub fn lookup(name: Option<&str>) -> IndexDef {
 }
 
 fn trigger_names(name: &str) -> [String; 2] {
-    [
-        quote_identifier(format!("nnn_{name}_insert")),
-        quote_identifier(format!("nnn_{name}_update")),
-    ]
+    [quote_identifier(format!("nnn_{name}_insert")), quote_identifier(format!("nnn_{name}_update"))]
 }
 
 fn report_row(r: BuildReport, k: i32) -> TableIterator<'static, (i64, i64, i64, i32, f64)> {
@@ -150,13 +128,7 @@ mod nnn {
         bias_column: default!(&str, "'nnn_bias'"),
     ) -> TableIterator<
         'static,
-        (
-            name!(rows, i64),
-            name!(skipped, i64),
-            name!(reference_rows, i64),
-            name!(k, i32),
-            name!(seconds, f64),
-        ),
+        (name!(rows, i64), name!(skipped, i64), name!(reference_rows, i64), name!(k, i32), name!(seconds, f64)),
     > {
         if name.is_empty() || name.len() > 40 {
             fail(
@@ -232,25 +204,17 @@ mod nnn {
         let [ins, upd] = trigger_names(name);
         let t = &def.candidates.sql;
         spi_or_raise(
-            Spi::run(&format!(
-                "DROP TRIGGER IF EXISTS {ins} ON {t}; DROP TRIGGER IF EXISTS {upd} ON {t};"
-            )),
+            Spi::run(&format!("DROP TRIGGER IF EXISTS {ins} ON {t}; DROP TRIGGER IF EXISTS {upd} ON {t};")),
             "dropping the triggers",
         );
         if drop_bias_column {
             spi_or_raise(
-                Spi::run(&format!(
-                    "ALTER TABLE {t} DROP COLUMN IF EXISTS {}",
-                    def.bias_column
-                )),
+                Spi::run(&format!("ALTER TABLE {t} DROP COLUMN IF EXISTS {}", def.bias_column)),
                 "dropping the bias column",
             );
         }
         spi_or_raise(
-            Spi::run_with_args(
-                "DELETE FROM nnn.indexes WHERE name = $1",
-                &[DatumWithOid::from(name)],
-            ),
+            Spi::run_with_args("DELETE FROM nnn.indexes WHERE name = $1", &[DatumWithOid::from(name)]),
             "unregistering the index",
         );
         true
@@ -262,13 +226,7 @@ mod nnn {
         name: &str,
     ) -> TableIterator<
         'static,
-        (
-            name!(rows, i64),
-            name!(skipped, i64),
-            name!(reference_rows, i64),
-            name!(k, i32),
-            name!(seconds, f64),
-        ),
+        (name!(rows, i64), name!(skipped, i64), name!(reference_rows, i64), name!(k, i32), name!(seconds, f64)),
     > {
         let def = lookup(Some(name));
         let k = def.k;
@@ -293,19 +251,8 @@ mod nnn {
             ),
             "clearing biases of NULL embeddings",
         );
-        let scope = Scope::Ids {
-            id_column: &def.id_column,
-            ids,
-        };
-        build(
-            &def.candidates,
-            &def.embedding,
-            &def.reference,
-            &def.reference_embedding,
-            &def.bias_column,
-            def.k,
-            scope,
-        )
-        .rows
+        let scope = Scope::Ids { id_column: &def.id_column, ids };
+        build(&def.candidates, &def.embedding, &def.reference, &def.reference_embedding, &def.bias_column, def.k, scope)
+            .rows
     }
 }

@@ -17,11 +17,9 @@ pub fn vector_arg(arr: &Array<f32>, what: &str) -> Vec<f32> {
     for v in arr.iter() {
         match v {
             Some(x) if x.is_finite() => out.push(x),
-            Some(_) => fail(
-                ERRCODE_DATA_EXCEPTION,
-                format!("{what} contains NaN or Infinity"),
-                "Vectors must be finite.",
-            ),
+            Some(_) => {
+                fail(ERRCODE_DATA_EXCEPTION, format!("{what} contains NaN or Infinity"), "Vectors must be finite.")
+            }
             None => fail(
                 ERRCODE_NULL_VALUE_NOT_ALLOWED,
                 format!("{what} contains a NULL element"),
@@ -36,12 +34,7 @@ pub fn vector_arg(arr: &Array<f32>, what: &str) -> Vec<f32> {
 /// arithmetic like `nnn_search`. Without `alpha`, the current `nnn.alpha` is used. `bias`
 /// and `alpha` are double precision so that ORMs' float parameters fit without casts.
 #[pg_extern(immutable, strict, parallel_safe)]
-fn nnn_score(
-    embedding: Array<f32>,
-    query: Array<f32>,
-    bias: f64,
-    alpha: default!(f64, "nnn_alpha()"),
-) -> f32 {
+fn nnn_score(embedding: Array<f32>, query: Array<f32>, bias: f64, alpha: default!(f64, "nnn_alpha()")) -> f32 {
     if !alpha.is_finite() {
         fail(
             ERRCODE_INVALID_PARAMETER_VALUE,
@@ -69,26 +62,21 @@ mod tests {
 
     #[pg_test]
     fn score_is_dot_minus_alpha_bias() {
-        let s = Spi::get_one::<f32>(
-            "SELECT nnn_score(ARRAY[1,2,3]::real[], ARRAY[0.5,0.5,1]::real[], 2, 0.25)",
-        )
-        .unwrap()
-        .unwrap();
+        let s = Spi::get_one::<f32>("SELECT nnn_score(ARRAY[1,2,3]::real[], ARRAY[0.5,0.5,1]::real[], 2, 0.25)")
+            .unwrap()
+            .unwrap();
         assert!((s - (4.5 - 0.5)).abs() < 1e-6);
     }
 
     #[pg_test]
     fn score_defaults_to_the_alpha_setting() {
         Spi::run("SET nnn.alpha = 0.5").unwrap();
-        let s = Spi::get_one::<f32>("SELECT nnn_score(ARRAY[1,0]::real[], ARRAY[1,0]::real[], 1)")
-            .unwrap()
-            .unwrap();
+        let s = Spi::get_one::<f32>("SELECT nnn_score(ARRAY[1,0]::real[], ARRAY[1,0]::real[], 1)").unwrap().unwrap();
         assert!((s - 0.5).abs() < 1e-6);
     }
 
     #[pg_test(error = "different vector dimensions 2 and 3")]
     fn score_rejects_dimension_mismatch() {
-        Spi::get_one::<f32>("SELECT nnn_score(ARRAY[1,0]::real[], ARRAY[1,0,0]::real[], 1)")
-            .unwrap();
+        Spi::get_one::<f32>("SELECT nnn_score(ARRAY[1,0]::real[], ARRAY[1,0,0]::real[], 1)").unwrap();
     }
 }

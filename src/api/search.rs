@@ -17,11 +17,7 @@ use pgrx::PgSqlErrorCode::*;
 /// Runs `queries` (row-major, `dim` each) against index `def`; returns the ids and the result.
 fn run(def: &IndexDef, queries: &[f32], dim: usize, k: i32) -> (Vec<i64>, TopK) {
     if k < 1 {
-        fail(
-            ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("k must be at least 1, got {k}"),
-            "Ask for 1 or more results.",
-        );
+        fail(ERRCODE_INVALID_PARAMETER_VALUE, format!("k must be at least 1, got {k}"), "Ask for 1 or more results.");
     }
     let alpha = guc::ALPHA.get() as f32;
     let sql = format!(
@@ -36,10 +32,7 @@ fn run(def: &IndexDef, queries: &[f32], dim: usize, k: i32) -> (Vec<i64>, TopK) 
     if rows.dim != 0 && rows.dim != dim {
         fail(
             ERRCODE_DATA_EXCEPTION,
-            format!(
-                "query has dimension {dim}, but {what} has dimension {}",
-                rows.dim
-            ),
+            format!("query has dimension {dim}, but {what} has dimension {}", rows.dim),
             "Embed the query with the model that embedded the candidates.",
         );
     }
@@ -47,23 +40,13 @@ fn run(def: &IndexDef, queries: &[f32], dim: usize, k: i32) -> (Vec<i64>, TopK) 
     let cands = or_raise(Candidates::new(vectors, Some(rows.extra)), &what);
     let q = or_raise(Matrix::from_slice(queries, dim, "query"), &what);
     let mut control = BackendControl::new(format!("search of {what}"));
-    let top = or_raise(
-        search(&backend(), &cands, alpha, &q, k as usize, &mut control),
-        &what,
-    );
+    let top = or_raise(search(&backend(), &cands, alpha, &q, k as usize, &mut control), &what);
     (rows.keys, top)
 }
 
 /// Results of query row `q` as `(id, score)` pairs.
-fn row_results<'a>(
-    ids: &'a [i64],
-    top: &'a TopK,
-    q: usize,
-) -> impl Iterator<Item = (i64, f32)> + 'a {
-    top.row_indices(q)
-        .iter()
-        .zip(top.row_values(q))
-        .map(move |(&i, &s)| (ids[i as usize], s))
+fn row_results<'a>(ids: &'a [i64], top: &'a TopK, q: usize) -> impl Iterator<Item = (i64, f32)> + 'a {
+    top.row_indices(q).iter().zip(top.row_values(q)).map(move |(&i, &s)| (ids[i as usize], s))
 }
 
 fn single(
@@ -74,11 +57,7 @@ fn single(
     let def = lookup(name);
     let q = vector_arg(&query, "query");
     if q.is_empty() {
-        fail(
-            ERRCODE_DATA_EXCEPTION,
-            "query is empty",
-            "Pass the query embedding as real[].",
-        );
+        fail(ERRCODE_DATA_EXCEPTION, "query is empty", "Pass the query embedding as real[].");
     }
     let (ids, top) = run(&def, &q, q.len(), k);
     TableIterator::new(row_results(&ids, &top, 0).collect::<Vec<_>>())
@@ -86,10 +65,7 @@ fn single(
 
 /// The `k` best rows of the only nnn index for `query`, best first.
 #[pg_extern(stable, strict, parallel_restricted, name = "nnn_search")]
-fn nnn_search_only(
-    query: Array<f32>,
-    k: i32,
-) -> TableIterator<'static, (name!(id, i64), name!(score, f32))> {
+fn nnn_search_only(query: Array<f32>, k: i32) -> TableIterator<'static, (name!(id, i64), name!(score, f32))> {
     single(None, query, k)
 }
 
@@ -111,32 +87,17 @@ fn nnn_search_batch(
     name: &str,
     queries: Array<f32>,
     k: i32,
-) -> TableIterator<
-    'static,
-    (
-        name!(query_no, i32),
-        name!(rank, i32),
-        name!(id, i64),
-        name!(score, f32),
-    ),
-> {
+) -> TableIterator<'static, (name!(query_no, i32), name!(rank, i32), name!(id, i64), name!(score, f32))> {
     let def = lookup(Some(name));
     // SAFETY: the array came in as a valid datum and lives for this call.
     let Some(mut raw) = (unsafe { RawArray::from_array(queries) }) else {
-        fail(
-            ERRCODE_DATA_EXCEPTION,
-            "queries is not an array",
-            "Pass queries as real[][].",
-        );
+        fail(ERRCODE_DATA_EXCEPTION, "queries is not an array", "Pass queries as real[][].");
     };
     let dims = raw.dims().to_vec();
     if dims.len() != 2 || dims[1] == 0 {
         fail(
             ERRCODE_ARRAY_ELEMENT_ERROR,
-            format!(
-                "queries must be a 2-dimensional array, got {} dimension(s)",
-                dims.len()
-            ),
+            format!("queries must be a 2-dimensional array, got {} dimension(s)", dims.len()),
             "Pass one query per row, e.g. ARRAY[ARRAY[...], ARRAY[...]]::real[][].",
         );
     }
@@ -149,11 +110,7 @@ fn nnn_search_batch(
     }
     let data: Vec<f32> = unsafe { raw.data::<f32>().as_ref() }.to_vec();
     if data.iter().any(|v| !v.is_finite()) {
-        fail(
-            ERRCODE_DATA_EXCEPTION,
-            "queries contain NaN or Infinity",
-            "Vectors must be finite.",
-        );
+        fail(ERRCODE_DATA_EXCEPTION, "queries contain NaN or Infinity", "Vectors must be finite.");
     }
     let (ids, top) = run(&def, &data, dims[1] as usize, k);
     let mut out = Vec::with_capacity(top.rows * top.k);

@@ -6,9 +6,7 @@ use pgrx::{PgLogLevel, PgSqlErrorCode};
 
 /// Raises an SQL ERROR with a SQLSTATE, a message and a hint. Never returns.
 pub fn fail(code: PgSqlErrorCode, message: impl Into<String>, hint: impl Into<String>) -> ! {
-    pgrx::pg_sys::panic::ErrorReport::new(code, message.into(), "nnn")
-        .set_hint(hint)
-        .report(PgLogLevel::ERROR);
+    pgrx::pg_sys::panic::ErrorReport::new(code, message.into(), "nnn").set_hint(hint).report(PgLogLevel::ERROR);
     unreachable!("ERROR returned")
 }
 
@@ -36,16 +34,12 @@ pub fn raise(err: EngineError, context: &str) -> ! {
             format!("{context}: {err}"),
             "Choose k between 1 and the number of reference rows (the paper uses k = 128).",
         ),
-        EngineError::NonFinite { .. } => fail(
-            ERRCODE_DATA_EXCEPTION,
-            format!("{context}: {err}"),
-            "Embeddings must not contain NaN or Infinity.",
-        ),
-        EngineError::InvalidParameter { .. } => fail(
-            ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("{context}: {err}"),
-            "Check nnn.alpha and nnn.threads.",
-        ),
+        EngineError::NonFinite { .. } => {
+            fail(ERRCODE_DATA_EXCEPTION, format!("{context}: {err}"), "Embeddings must not contain NaN or Infinity.")
+        }
+        EngineError::InvalidParameter { .. } => {
+            fail(ERRCODE_INVALID_PARAMETER_VALUE, format!("{context}: {err}"), "Check nnn.alpha and nnn.threads.")
+        }
         EngineError::WorkerPanic(_) => fail(
             ERRCODE_INTERNAL_ERROR,
             format!("{context}: {err}"),

@@ -19,11 +19,7 @@ impl BackendControl {
     /// A control whose progress messages describe `what`.
     pub fn new(what: impl Into<String>) -> Self {
         let now = Instant::now();
-        Self {
-            what: what.into(),
-            started: now,
-            last_report: now,
-        }
+        Self { what: what.into(), started: now, last_report: now }
     }
 }
 

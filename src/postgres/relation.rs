@@ -31,9 +31,7 @@ pub fn table(oid: pg_sys::Oid) -> Table {
     );
     match sql {
         Ok(Some(sql)) => Table { oid, sql },
-        Err(e) if !matches!(e, pgrx::spi::SpiError::InvalidPosition) => {
-            spi_or_raise(Err(e), "looking up a table")
-        }
+        Err(e) if !matches!(e, pgrx::spi::SpiError::InvalidPosition) => spi_or_raise(Err(e), "looking up a table"),
         _ => fail(
             ERRCODE_UNDEFINED_TABLE,
             format!("table with OID {} does not exist", oid.to_u32()),
@@ -65,10 +63,7 @@ fn column_type(table: &Table, column: &str) -> Option<(String, bool, bool)> {
 fn missing_column(table: &Table, column: &str) -> ! {
     fail(
         ERRCODE_UNDEFINED_COLUMN,
-        format!(
-            "column \"{column}\" of relation {} does not exist",
-            table.sql
-        ),
+        format!("column \"{column}\" of relation {} does not exist", table.sql),
         "Column names are case sensitive here: pass the name as stored (see \\d of the table).",
     )
 }
@@ -81,10 +76,7 @@ pub fn vector_column(table: &Table, column: &str) -> String {
         Some((_, true, _)) => quote_identifier(column),
         Some((ty, false, _)) => fail(
             ERRCODE_DATATYPE_MISMATCH,
-            format!(
-                "column \"{column}\" of relation {} has type {ty}, which is not an embedding type",
-                table.sql
-            ),
+            format!("column \"{column}\" of relation {} has type {ty}, which is not an embedding type", table.sql),
             "Embedding columns must be real[], double precision[] or pgvector's vector.",
         ),
     }
@@ -97,10 +89,7 @@ pub fn id_column(table: &Table, column: &str) -> String {
         Some((_, _, true)) => quote_identifier(column),
         Some((ty, _, false)) => fail(
             ERRCODE_DATATYPE_MISMATCH,
-            format!(
-                "id column \"{column}\" of relation {} has type {ty}",
-                table.sql
-            ),
+            format!("id column \"{column}\" of relation {} has type {ty}", table.sql),
             "The id column must be smallint, integer or bigint, and unique (a primary key).",
         ),
     }
@@ -113,18 +102,11 @@ pub fn ensure_bias_column(table: &Table, column: &str) -> String {
         Some((ty, _, _)) if ty == "real" => {}
         Some((ty, _, _)) => fail(
             ERRCODE_DATATYPE_MISMATCH,
-            format!(
-                "bias column \"{column}\" of relation {} exists with type {ty}, not real",
-                table.sql
-            ),
+            format!("bias column \"{column}\" of relation {} exists with type {ty}, not real", table.sql),
             "Pass another bias_column name, or drop or alter that column.",
         ),
         None => {
-            let sql = format!(
-                "ALTER TABLE {} ADD COLUMN {} real",
-                table.sql,
-                quote_identifier(column)
-            );
+            let sql = format!("ALTER TABLE {} ADD COLUMN {} real", table.sql, quote_identifier(column));
             spi_or_raise(Spi::run(&sql), "adding the bias column");
         }
     }

@@ -24,18 +24,11 @@ impl ReferenceTopK {
     /// `alignment_means`), accumulated in f64.
     pub fn bias(&self, k: usize) -> Result<Vec<f32>> {
         if k == 0 || k > self.sims.k {
-            return Err(EngineError::KOutOfRange {
-                k,
-                max: self.sims.k,
-                what: "bias prefix of the kept similarities",
-            });
+            return Err(EngineError::KOutOfRange { k, max: self.sims.k, what: "bias prefix of the kept similarities" });
         }
         Ok((0..self.sims.rows)
             .map(|r| {
-                let s: f64 = self.sims.row_values(r)[..k]
-                    .iter()
-                    .map(|&v| f64::from(v))
-                    .sum();
+                let s: f64 = self.sims.row_values(r)[..k].iter().map(|&v| f64::from(v)).sum();
                 (s / k as f64) as f32
             })
             .collect())
@@ -48,11 +41,7 @@ pub fn check_bias_inputs(candidates: &Matrix, reference: &Matrix, k: usize) -> R
     reference.check_not_empty("reference set")?;
     reference.check_dim(candidates.dim(), "reference set vs candidates")?;
     if k == 0 || k > reference.rows() {
-        return Err(EngineError::KOutOfRange {
-            k,
-            max: reference.rows(),
-            what: "reference rows",
-        });
+        return Err(EngineError::KOutOfRange { k, max: reference.rows(), what: "reference rows" });
     }
     candidates.check_finite("candidates")?;
     reference.check_finite("reference set")

@@ -16,19 +16,12 @@ impl DistributionShift {
     /// Means of candidate-side and query-side dev sets (same dimension, not empty).
     pub fn from_dev(candidate_dev: &Matrix, query_dev: &Matrix, lambda: f32) -> Result<Self> {
         if !lambda.is_finite() {
-            return Err(EngineError::InvalidParameter {
-                name: "lambda",
-                value: lambda.to_string(),
-            });
+            return Err(EngineError::InvalidParameter { name: "lambda", value: lambda.to_string() });
         }
         query_dev.check_dim(candidate_dev.dim(), "query dev set vs candidate dev set")?;
         candidate_dev.check_finite("candidate dev set")?;
         query_dev.check_finite("query dev set")?;
-        Ok(Self {
-            candidate_mean: candidate_dev.column_mean()?,
-            query_mean: query_dev.column_mean()?,
-            lambda,
-        })
+        Ok(Self { candidate_mean: candidate_dev.column_mean()?, query_mean: query_dev.column_mean()?, lambda })
     }
 
     /// Candidates minus λ·candidate mean.

@@ -6,25 +6,13 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq)]
 pub enum EngineError {
     /// A flat buffer whose length is not a multiple of the dimension, or a zero dimension.
-    Shape {
-        what: &'static str,
-        len: usize,
-        dim: usize,
-    },
+    Shape { what: &'static str, len: usize, dim: usize },
     /// Two sets of vectors (or a vector and a set) of different dimensions.
-    DimensionMismatch {
-        what: &'static str,
-        expected: usize,
-        found: usize,
-    },
+    DimensionMismatch { what: &'static str, expected: usize, found: usize },
     /// A set that must hold at least one row holds none.
     Empty { what: &'static str },
     /// `k` is zero or larger than the rows it selects from.
-    KOutOfRange {
-        k: usize,
-        max: usize,
-        what: &'static str,
-    },
+    KOutOfRange { k: usize, max: usize, what: &'static str },
     /// A NaN or infinite component in a row.
     NonFinite { what: &'static str, row: usize },
     /// A scalar parameter outside its domain (alpha, lambda, thread count).
@@ -39,20 +27,10 @@ impl fmt::Display for EngineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Shape { what, len, dim } => {
-                write!(
-                    f,
-                    "{what}: {len} values do not form rows of dimension {dim}"
-                )
+                write!(f, "{what}: {len} values do not form rows of dimension {dim}")
             }
-            Self::DimensionMismatch {
-                what,
-                expected,
-                found,
-            } => {
-                write!(
-                    f,
-                    "{what}: dimension {found} does not match the expected {expected}"
-                )
+            Self::DimensionMismatch { what, expected, found } => {
+                write!(f, "{what}: dimension {found} does not match the expected {expected}")
             }
             Self::Empty { what } => write!(f, "{what}: the set is empty"),
             Self::KOutOfRange { k, max, what } => {

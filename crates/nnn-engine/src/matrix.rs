@@ -23,11 +23,7 @@ impl<'a> Matrix<'a> {
 
     fn checked(data: Cow<'a, [f32]>, dim: usize, what: &'static str) -> Result<Self> {
         if dim == 0 || !data.len().is_multiple_of(dim) {
-            return Err(EngineError::Shape {
-                what,
-                len: data.len(),
-                dim,
-            });
+            return Err(EngineError::Shape { what, len: data.len(), dim });
         }
         Ok(Self { data, dim })
     }
@@ -60,10 +56,7 @@ impl<'a> Matrix<'a> {
     /// Fails with [`EngineError::NonFinite`] naming the first row holding NaN or ±∞.
     pub fn check_finite(&self, what: &'static str) -> Result<()> {
         match self.data.iter().position(|v| !v.is_finite()) {
-            Some(pos) => Err(EngineError::NonFinite {
-                what,
-                row: pos / self.dim,
-            }),
+            Some(pos) => Err(EngineError::NonFinite { what, row: pos / self.dim }),
             None => Ok(()),
         }
     }
@@ -79,11 +72,7 @@ impl<'a> Matrix<'a> {
     /// Fails with [`EngineError::DimensionMismatch`] unless this matrix has dimension `expected`.
     pub fn check_dim(&self, expected: usize, what: &'static str) -> Result<()> {
         if self.dim != expected {
-            return Err(EngineError::DimensionMismatch {
-                what,
-                expected,
-                found: self.dim,
-            });
+            return Err(EngineError::DimensionMismatch { what, expected, found: self.dim });
         }
         Ok(())
     }

@@ -50,15 +50,9 @@ fn pool(threads: usize) -> Result<Arc<ThreadPool>> {
         }
     }
     let built = without_signals(|| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("nnn-worker-{i}"))
-            .build()
+        rayon::ThreadPoolBuilder::new().num_threads(threads).thread_name(|i| format!("nnn-worker-{i}")).build()
     })
-    .map_err(|e| EngineError::InvalidParameter {
-        name: "threads",
-        value: e.to_string(),
-    })?;
+    .map_err(|e| EngineError::InvalidParameter { name: "threads", value: e.to_string() })?;
     let p = Arc::new(built);
     *guard = Some((threads, p.clone()));
     Ok(p)
@@ -90,10 +84,7 @@ pub fn run_polled<T: Send>(
     work: impl FnOnce(&Progress) -> Result<T> + Send,
 ) -> Result<T> {
     if threads == 0 {
-        return Err(EngineError::InvalidParameter {
-            name: "threads",
-            value: "0".into(),
-        });
+        return Err(EngineError::InvalidParameter { name: "threads", value: "0".into() });
     }
     if !control.keep_going(0, total) {
         return Err(EngineError::Cancelled);

@@ -55,28 +55,16 @@ pub fn search(
     control: &mut dyn Control,
 ) -> Result<TopK> {
     if !alpha.is_finite() {
-        return Err(EngineError::InvalidParameter {
-            name: "alpha",
-            value: alpha.to_string(),
-        });
+        return Err(EngineError::InvalidParameter { name: "alpha", value: alpha.to_string() });
     }
     if k == 0 {
-        return Err(EngineError::KOutOfRange {
-            k,
-            max: usize::MAX,
-            what: "results per query",
-        });
+        return Err(EngineError::KOutOfRange { k, max: usize::MAX, what: "results per query" });
     }
     queries.check_dim(candidates.vectors.dim(), "query vs candidates")?;
     queries.check_finite("query")?;
     let k = k.min(candidates.vectors.rows());
     if k == 0 {
-        return Ok(TopK {
-            rows: queries.rows(),
-            k: 0,
-            values: Vec::new(),
-            indices: Vec::new(),
-        });
+        return Ok(TopK { rows: queries.rows(), k: 0, values: Vec::new(), indices: Vec::new() });
     }
     let offset: Option<Vec<f32>> = match (&candidates.bias, alpha) {
         (Some(b), a) if a != 0.0 => Some(b.iter().map(|&x| a * x).collect()),

@@ -57,13 +57,8 @@ impl<'a> RowHeap<'a> {
                     break;
                 }
                 let r = l + 1;
-                let worst = if r < cap
-                    && ranks_before(self.vals[l], self.idx[l], self.vals[r], self.idx[r])
-                {
-                    r
-                } else {
-                    l
-                };
+                let worst =
+                    if r < cap && ranks_before(self.vals[l], self.idx[l], self.vals[r], self.idx[r]) { r } else { l };
                 if ranks_before(v, i, self.vals[worst], self.idx[worst]) {
                     self.vals[pos] = self.vals[worst];
                     self.idx[pos] = self.idx[worst];

@@ -9,30 +9,15 @@ fn m(data: &[f32], dim: usize) -> Matrix<'_> {
 
 #[test]
 fn shapes_and_dimensions() {
-    assert!(matches!(
-        Matrix::from_slice(&[1.0; 5], 2, "x"),
-        Err(EngineError::Shape { .. })
-    ));
-    assert!(matches!(
-        Matrix::from_slice(&[1.0; 4], 0, "x"),
-        Err(EngineError::Shape { .. })
-    ));
+    assert!(matches!(Matrix::from_slice(&[1.0; 5], 2, "x"), Err(EngineError::Shape { .. })));
+    assert!(matches!(Matrix::from_slice(&[1.0; 4], 0, "x"), Err(EngineError::Shape { .. })));
     let b = CpuBackend::new(1).unwrap();
     let c = m(&[1.0; 6], 3);
     let r = m(&[1.0; 8], 4);
-    assert!(matches!(
-        reference_topk(&b, &c, &r, 1, &mut Unwatched),
-        Err(EngineError::DimensionMismatch { .. })
-    ));
+    assert!(matches!(reference_topk(&b, &c, &r, 1, &mut Unwatched), Err(EngineError::DimensionMismatch { .. })));
     let cands = Candidates::new(c.clone(), None).unwrap();
-    assert!(matches!(
-        search(&b, &cands, 0.5, &r, 1, &mut Unwatched),
-        Err(EngineError::DimensionMismatch { .. })
-    ));
-    assert!(matches!(
-        Candidates::new(c, Some(vec![0.0])),
-        Err(EngineError::DimensionMismatch { .. })
-    ));
+    assert!(matches!(search(&b, &cands, 0.5, &r, 1, &mut Unwatched), Err(EngineError::DimensionMismatch { .. })));
+    assert!(matches!(Candidates::new(c, Some(vec![0.0])), Err(EngineError::DimensionMismatch { .. })));
 }
 
 #[test]
@@ -41,29 +26,18 @@ fn empty_sets_and_k_range() {
     let c = m(&[1.0; 6], 3);
     assert_eq!(
         reference_topk(&b, &c, &m(&[], 3), 1, &mut Unwatched).unwrap_err(),
-        EngineError::Empty {
-            what: "reference set"
-        }
+        EngineError::Empty { what: "reference set" }
     );
     let r = m(&[1.0; 9], 3);
-    assert!(matches!(
-        reference_topk(&b, &c, &r, 0, &mut Unwatched),
-        Err(EngineError::KOutOfRange { k: 0, .. })
-    ));
+    assert!(matches!(reference_topk(&b, &c, &r, 0, &mut Unwatched), Err(EngineError::KOutOfRange { k: 0, .. })));
     assert!(matches!(
         reference_topk(&b, &c, &r, 4, &mut Unwatched),
         Err(EngineError::KOutOfRange { k: 4, max: 3, .. })
     ));
     let cands = Candidates::new(c.clone(), None).unwrap();
-    assert!(matches!(
-        search(&b, &cands, 0.5, &r, 0, &mut Unwatched),
-        Err(EngineError::KOutOfRange { .. })
-    ));
+    assert!(matches!(search(&b, &cands, 0.5, &r, 0, &mut Unwatched), Err(EngineError::KOutOfRange { .. })));
     // k above the candidate count returns every candidate; no candidates returns nothing.
-    assert_eq!(
-        search(&b, &cands, 0.5, &r, 10, &mut Unwatched).unwrap().k,
-        2
-    );
+    assert_eq!(search(&b, &cands, 0.5, &r, 10, &mut Unwatched).unwrap().k, 2);
     let none = Candidates::new(m(&[], 3), None).unwrap();
     let t = search(&b, &none, 0.5, &r, 10, &mut Unwatched).unwrap();
     assert_eq!((t.rows, t.k), (3, 0));
@@ -78,31 +52,19 @@ fn non_finite_values() {
     let nan = [1.0, 2.0, 3.0, 0.0, f32::NAN, 0.0];
     assert_eq!(
         reference_topk(&b, &m(&nan, 3), &good, 1, &mut Unwatched).unwrap_err(),
-        EngineError::NonFinite {
-            what: "candidates",
-            row: 1
-        }
+        EngineError::NonFinite { what: "candidates", row: 1 }
     );
     let inf = [f32::INFINITY, 0.0, 0.0];
-    assert!(matches!(
-        reference_topk(&b, &good, &m(&inf, 3), 1, &mut Unwatched),
-        Err(EngineError::NonFinite { .. })
-    ));
+    assert!(matches!(reference_topk(&b, &good, &m(&inf, 3), 1, &mut Unwatched), Err(EngineError::NonFinite { .. })));
     let cands = Candidates::new(good.clone(), None).unwrap();
-    assert!(matches!(
-        search(&b, &cands, 0.5, &m(&inf, 3), 1, &mut Unwatched),
-        Err(EngineError::NonFinite { .. })
-    ));
+    assert!(matches!(search(&b, &cands, 0.5, &m(&inf, 3), 1, &mut Unwatched), Err(EngineError::NonFinite { .. })));
     assert!(matches!(
         search(&b, &cands, f32::NAN, &good, 1, &mut Unwatched),
         Err(EngineError::InvalidParameter { .. })
     ));
     assert!(matches!(
         Candidates::new(good, Some(vec![0.0, f32::NAN])),
-        Err(EngineError::NonFinite {
-            what: "bias",
-            row: 1
-        })
+        Err(EngineError::NonFinite { what: "bias", row: 1 })
     ));
     assert!(CpuBackend::new(0).is_err());
 }
@@ -119,9 +81,7 @@ impl Control for CancelAt {
 #[test]
 fn cancellation_stops_a_long_build() {
     let dim = 256;
-    let data: Vec<f32> = (0..4000 * dim)
-        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
-        .collect();
+    let data: Vec<f32> = (0..4000 * dim).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
     let big = m(&data, dim);
     let b = CpuBackend::new(2).unwrap();
     let t = std::time::Instant::now();
@@ -143,9 +103,7 @@ impl Control for Record {
 #[test]
 fn progress_is_reported_on_the_calling_thread() {
     let dim = 128;
-    let data: Vec<f32> = (0..3000 * dim)
-        .map(|i| ((i * 31) % 97) as f32 / 97.0)
-        .collect();
+    let data: Vec<f32> = (0..3000 * dim).map(|i| ((i * 31) % 97) as f32 / 97.0).collect();
     let big = m(&data, dim);
     let mut rec = Record(Vec::new());
     reference_topk(&CpuBackend::new(2).unwrap(), &big, &big, 5, &mut rec).unwrap();

@@ -1,6 +1,7 @@
 //! Where the fused product + top-k runs. Every backend gives the same answer as the CPU one.
 
 pub mod cpu;
+pub mod kernel;
 
 use crate::control::Control;
 use crate::error::Result;

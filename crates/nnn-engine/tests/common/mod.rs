@@ -44,11 +44,7 @@ pub fn naive_scores(q: &[f32], b: &[f32], dim: usize, offset: Option<&[f64]>) ->
     b.chunks_exact(dim)
         .enumerate()
         .map(|(j, r)| {
-            let dot: f64 = q
-                .iter()
-                .zip(r)
-                .map(|(x, y)| f64::from(*x) * f64::from(*y))
-                .sum();
+            let dot: f64 = q.iter().zip(r).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
             dot - offset.map_or(0.0, |o| o[j])
         })
         .collect()
@@ -75,15 +71,8 @@ pub fn assert_row_matches(got_idx: &[u32], got_val: &[f32], naive: &[f64], tol: 
     for (r, (&i, &v)) in got_idx.iter().zip(got_val).enumerate() {
         assert!(seen.insert(i), "{ctx}: index {i} returned twice");
         let want = naive[i as usize];
-        assert!(
-            (f64::from(v) - want).abs() <= tol,
-            "{ctx}: rank {r} index {i} score {v} vs naive {want}"
-        );
-        assert!(
-            (f64::from(v) - sorted[r]).abs() <= tol,
-            "{ctx}: rank {r} score {v} vs naive rank score {}",
-            sorted[r]
-        );
+        assert!((f64::from(v) - want).abs() <= tol, "{ctx}: rank {r} index {i} score {v} vs naive {want}");
+        assert!((f64::from(v) - sorted[r]).abs() <= tol, "{ctx}: rank {r} score {v} vs naive rank score {}", sorted[r]);
         if r > 0 {
             assert!(got_val[r - 1] >= v, "{ctx}: not sorted at rank {r}");
         }
@@ -97,34 +86,21 @@ fn data_dir() -> PathBuf {
 
 pub fn read_f16(name: &str) -> Vec<f32> {
     let bytes = std::fs::read(data_dir().join(name)).expect("wordnet-small data in the repo");
-    bytes
-        .chunks_exact(2)
-        .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-        .collect()
+    bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
 }
 
 pub fn read_f32(name: &str) -> Vec<f32> {
     let bytes = std::fs::read(data_dir().join(name)).unwrap();
-    bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
+    bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
 
 pub fn read_i32(name: &str) -> Vec<i32> {
     let bytes = std::fs::read(data_dir().join(name)).unwrap();
-    bytes
-        .chunks_exact(4)
-        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
+    bytes.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
 
 /// Recall@n in percent, rounded to 2 decimals as golden.json has it.
 pub fn recall_at(indices: &[u32], k: usize, gt: &[i32], n: usize) -> f64 {
-    let hits = gt
-        .iter()
-        .enumerate()
-        .filter(|(q, &g)| indices[q * k..q * k + n].contains(&(g as u32)))
-        .count();
+    let hits = gt.iter().enumerate().filter(|(q, &g)| indices[q * k..q * k + n].contains(&(g as u32))).count();
     (hits as f64 * 10000.0 / gt.len() as f64).round() / 100.0
 }
