@@ -42,7 +42,7 @@ demo: setup install
 	bash scripts/demo.sh
 
 ## engine benchmark beside faiss-cpu and numpy (not a test)
-bench: setup
+bench: setup install
 	bash scripts/bench.sh
 
 bench-engine:

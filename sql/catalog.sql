@@ -13,7 +13,8 @@ CREATE TABLE nnn.indexes (
     reference_embedding name NOT NULL,
     bias_column         name NOT NULL,
     k                   integer NOT NULL CHECK (k > 0),
-    built_at            timestamptz
+    built_at            timestamptz,
+    log_epoch           bigint NOT NULL DEFAULT 0
 );
 SELECT pg_catalog.pg_extension_config_dump('nnn.indexes', '');
 ALTER TABLE nnn.indexes ENABLE ROW LEVEL SECURITY;
@@ -26,8 +27,27 @@ CREATE POLICY indexes_owner_delete ON nnn.indexes FOR DELETE USING (
     pg_catalog.pg_has_role((SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = candidates), 'USAGE'));
 GRANT SELECT, INSERT, UPDATE, DELETE ON nnn.indexes TO PUBLIC;
 
--- Statement-level trigger of an index's candidate table: the ids of inserted rows, and of
--- updated rows whose embedding changed, get their bias in one engine call.
+-- The change log behind nnn_search's per-backend cache: every statement that writes a
+-- candidate table appends the ids it touched, stamped with its transaction id, so a cache built
+-- under one snapshot can tell which rows another snapshot may see differently. Insert-only for
+-- writers (no contention); a NULL id (TRUNCATE) means every row. Entries only make searches
+-- re-read rows, so anyone may add them; only the table owner may prune (nnn.prune_changes).
+CREATE TABLE nnn.changes (
+    index_name text NOT NULL,
+    id         bigint,
+    xid        xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id()
+);
+CREATE INDEX changes_index_name ON nnn.changes (index_name);
+ALTER TABLE nnn.changes ENABLE ROW LEVEL SECURITY;
+CREATE POLICY changes_read ON nnn.changes FOR SELECT USING (true);
+CREATE POLICY changes_append ON nnn.changes FOR INSERT WITH CHECK (true);
+CREATE POLICY changes_owner_prune ON nnn.changes FOR DELETE USING (
+    pg_catalog.pg_has_role((SELECT c.relowner FROM nnn.indexes i JOIN pg_catalog.pg_class c ON c.oid = i.candidates
+                            WHERE i.name = index_name), 'USAGE'));
+GRANT SELECT, INSERT, DELETE ON nnn.changes TO PUBLIC;
+
+-- Statement-level triggers of an index's candidate table: log the ids a statement touched;
+-- inserted rows, and updated rows whose embedding changed, get their bias in one engine call.
 CREATE FUNCTION nnn.candidates_changed() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -38,9 +58,21 @@ BEGIN
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
+    IF TG_OP = 'TRUNCATE' THEN
+        INSERT INTO nnn.changes (index_name, id) VALUES (idx.name, NULL);
+        RETURN NULL;
+    END IF;
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        EXECUTE format('INSERT INTO nnn.changes (index_name, id) SELECT $1, %1$I FROM nnn_old', idx.id_column)
+            USING idx.name;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        EXECUTE format('INSERT INTO nnn.changes (index_name, id) SELECT $1, %1$I FROM nnn_new', idx.id_column)
+            USING idx.name;
+    END IF;
     IF TG_OP = 'INSERT' THEN
         EXECUTE format('SELECT array_agg(%1$I::bigint) FROM nnn_new', idx.id_column) INTO ids;
-    ELSE
+    ELSIF TG_OP = 'UPDATE' THEN
         EXECUTE format('SELECT array_agg(n.%1$I::bigint) FROM nnn_new n LEFT JOIN nnn_old o ON o.%1$I = n.%1$I
                         WHERE o.%1$I IS NULL OR n.%2$I IS DISTINCT FROM o.%2$I',
                        idx.id_column, idx.embedding_column) INTO ids;
@@ -52,6 +84,24 @@ BEGIN
 END
 $$;
 
+-- Empties the change log of an index; bumping log_epoch in the same transaction makes every
+-- backend's cache of it rebuild, so no cache ever misses a pruned entry.
+CREATE FUNCTION nnn.prune_changes(index_name text) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint;
+BEGIN
+    UPDATE nnn.indexes SET log_epoch = log_epoch + 1 WHERE name = prune_changes.index_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'nnn index "%" does not exist or is not yours', prune_changes.index_name
+            USING HINT = 'Only members of the candidate table''s owner role can prune its change log.';
+    END IF;
+    DELETE FROM nnn.changes c WHERE c.index_name = prune_changes.index_name;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+
 -- Dropping a candidate table forgets its index. SECURITY DEFINER because the table owner
 -- can no longer be looked up once it is gone; it only deletes rows of nnn.indexes.
 CREATE FUNCTION nnn.forget_dropped_tables() RETURNS event_trigger
@@ -59,7 +109,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     DELETE FROM nnn.indexes i
     USING pg_catalog.pg_event_trigger_dropped_objects() d
-    WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = i.candidates::oid;
+    WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND d.objid = i.candidates::oid;
 END
 $$;
 CREATE EVENT TRIGGER nnn_forget_dropped_tables ON sql_drop

@@ -13,6 +13,9 @@ pub static PROGRESS: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// Upper bound, in MiB, on the vectors one call holds in memory.
 pub static MAX_MEMORY_MB: GucSetting<i32> = GucSetting::<i32>::new(1024);
 
+/// Upper bound, in MiB, on the candidate vectors one backend keeps cached for nnn_search.
+pub static CACHE_MB: GucSetting<i32> = GucSetting::<i32>::new(1024);
+
 /// Values of `nnn.backend`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, PostgresGucEnum)]
 pub enum BackendChoice {
@@ -59,6 +62,16 @@ pub fn init() {
         &PROGRESS,
         GucContext::Userset,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"nnn.cache_mb",
+        c"Memory (MiB) each backend may use to cache candidate vectors for nnn_search (0 = no cache).",
+        c"The cache is checked against the caller's snapshot on every call; it never changes an answer.",
+        &CACHE_MB,
+        0,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_MB,
     );
     GucRegistry::define_int_guc(
         c"nnn.max_memory_mb",

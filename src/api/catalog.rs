@@ -79,8 +79,15 @@ pub fn lookup(name: Option<&str>) -> IndexDef {
     }
 }
 
-fn trigger_names(name: &str) -> [String; 2] {
-    [quote_identifier(format!("nnn_{name}_insert")), quote_identifier(format!("nnn_{name}_update"))]
+/// The index's triggers on its candidate table: (quoted name, timing and event, transition tables).
+fn triggers(name: &str) -> [(String, &'static str, &'static str); 4] {
+    let q = |event: &str| quote_identifier(format!("nnn_{name}_{event}"));
+    [
+        (q("insert"), "AFTER INSERT", "REFERENCING NEW TABLE AS nnn_new"),
+        (q("update"), "AFTER UPDATE", "REFERENCING OLD TABLE AS nnn_old NEW TABLE AS nnn_new"),
+        (q("delete"), "AFTER DELETE", "REFERENCING OLD TABLE AS nnn_old"),
+        (q("truncate"), "AFTER TRUNCATE", ""),
+    ]
 }
 
 fn report_row(r: BuildReport, k: i32) -> TableIterator<'static, (i64, i64, i64, i32, f64)> {
@@ -98,13 +105,10 @@ fn rebuild(def: &IndexDef) -> BuildReport {
         def.k,
         Scope::All,
     );
-    spi_or_raise(
-        Spi::run_with_args(
-            "UPDATE nnn.indexes SET built_at = now() WHERE name = $1",
-            &[DatumWithOid::from(def.name.as_str())],
-        ),
-        "updating nnn.indexes",
-    );
+    // The rebuild logged every row it rewrote; prune the log (caches rebuild on the new epoch).
+    for sql in ["UPDATE nnn.indexes SET built_at = now() WHERE name = $1", "SELECT nnn.prune_changes($1)"] {
+        spi_or_raise(Spi::run_with_args(sql, &[DatumWithOid::from(def.name.as_str())]), "updating nnn.indexes");
+    }
     r
 }
 
@@ -181,18 +185,17 @@ mod nnn {
             "registering the index",
         );
         let report = rebuild(&def);
-        let [ins, upd] = trigger_names(name);
         let arg = quote_literal(name);
         let t = &def.candidates.sql;
-        spi_or_raise(
-            Spi::run(&format!(
-                "CREATE TRIGGER {ins} AFTER INSERT ON {t} REFERENCING NEW TABLE AS nnn_new
-                   FOR EACH STATEMENT EXECUTE FUNCTION nnn.candidates_changed({arg});
-                 CREATE TRIGGER {upd} AFTER UPDATE ON {t} REFERENCING OLD TABLE AS nnn_old NEW TABLE AS nnn_new
-                   FOR EACH STATEMENT EXECUTE FUNCTION nnn.candidates_changed({arg});"
-            )),
-            "creating the triggers",
-        );
+        for (trigger, event, transition) in triggers(name) {
+            spi_or_raise(
+                Spi::run(&format!(
+                    "CREATE TRIGGER {trigger} {event} ON {t} {transition}
+                       FOR EACH STATEMENT EXECUTE FUNCTION nnn.candidates_changed({arg})"
+                )),
+                "creating the triggers",
+            );
+        }
         report_row(report, k)
     }
 
@@ -201,22 +204,19 @@ mod nnn {
     #[pg_extern(volatile, parallel_unsafe)]
     fn drop_index(name: &str, drop_bias_column: default!(bool, false)) -> bool {
         let def = lookup(Some(name));
-        let [ins, upd] = trigger_names(name);
         let t = &def.candidates.sql;
-        spi_or_raise(
-            Spi::run(&format!("DROP TRIGGER IF EXISTS {ins} ON {t}; DROP TRIGGER IF EXISTS {upd} ON {t};")),
-            "dropping the triggers",
-        );
+        for (trigger, _, _) in triggers(name) {
+            spi_or_raise(Spi::run(&format!("DROP TRIGGER IF EXISTS {trigger} ON {t}")), "dropping the triggers");
+        }
         if drop_bias_column {
             spi_or_raise(
                 Spi::run(&format!("ALTER TABLE {t} DROP COLUMN IF EXISTS {}", def.bias_column)),
                 "dropping the bias column",
             );
         }
-        spi_or_raise(
-            Spi::run_with_args("DELETE FROM nnn.indexes WHERE name = $1", &[DatumWithOid::from(name)]),
-            "unregistering the index",
-        );
+        for sql in ["SELECT nnn.prune_changes($1)", "DELETE FROM nnn.indexes WHERE name = $1"] {
+            spi_or_raise(Spi::run_with_args(sql, &[DatumWithOid::from(name)]), "unregistering the index");
+        }
         true
     }
 

@@ -1,6 +1,7 @@
 //! The user-facing SQL surface, one file per concept.
 
 pub mod bias;
+pub mod cache;
 pub mod catalog;
 pub mod score;
 pub mod search;

@@ -1,52 +1,126 @@
 //! `nnn_search` and `nnn_search_batch`: top-k candidates of an index by `q·r − α·bias(r)`.
-//! Every call reads the candidate rows under the caller's snapshot and privileges, so the
-//! answer is exactly what that transaction sees (own uncommitted changes, row-level security).
+//! Answers are exactly what the caller's transaction sees (own uncommitted changes, row-level
+//! security): either every candidate row is read under its snapshot, or a per-backend cache
+//! is brought up to that snapshot through the change log (see `postgres::cache`).
 
 use super::bias::backend;
 use super::catalog::{lookup, IndexDef};
 use super::score::vector_arg;
 use crate::guc;
+use crate::postgres::cache::{self, Entry};
 use crate::postgres::errors::{fail, or_raise};
 use crate::postgres::interrupts::BackendControl;
 use crate::postgres::read::read_vectors;
-use nnn_engine::{search, Candidates, Matrix, TopK};
+use nnn_engine::{search, Candidates, Matrix};
 use pgrx::array::RawArray;
+use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
+use std::collections::HashSet;
 
-/// Runs `queries` (row-major, `dim` each) against index `def`; returns the ids and the result.
-fn run(def: &IndexDef, queries: &[f32], dim: usize, k: i32) -> (Vec<i64>, TopK) {
+/// One query's results, best first: (id, score).
+type Hits = Vec<(i64, f32)>;
+
+/// Runs `queries` (row-major, `dim` each) against index `def`: `k` hits per query.
+fn run(def: &IndexDef, queries: &[f32], dim: usize, k: i32) -> Vec<Hits> {
     if k < 1 {
         fail(ERRCODE_INVALID_PARAMETER_VALUE, format!("k must be at least 1, got {k}"), "Ask for 1 or more results.");
     }
-    let alpha = guc::ALPHA.get() as f32;
-    let sql = format!(
-        "SELECT {id}::bigint, {e}::real[], {b} FROM {t}",
+    let k = k as usize;
+    let what = format!("nnn index \"{}\"", def.name);
+    let now = cache::situation(&def.name, def.candidates.oid);
+    if now.usable {
+        let hit = cache::with_entry(&def.name, &now.key, |entry| from_cache(def, entry, queries, dim, k, &what));
+        if let Some(Some(hits)) = hit {
+            return hits;
+        }
+    }
+    let rows = read_vectors::<i64>(&select_rows(def, ""), &[], &what, None);
+    let dim_rows = if rows.keys.is_empty() { dim } else { rows.dim };
+    let cands = candidates(rows.data, rows.extra, dim_rows, &what);
+    let hits = best(&cands, &rows.keys, queries, dim, k, None, &what);
+    if now.storable {
+        cache::store(&def.name, Entry { key: now.key, snapshot: now.snapshot, ids: rows.keys, cands });
+    }
+    hits
+}
+
+/// The candidate rows' query: id, embedding as real[], bias; `filter` is an optional WHERE.
+fn select_rows(def: &IndexDef, filter: &str) -> String {
+    format!(
+        "SELECT {id}::bigint, {e}::real[], {b} FROM {t} {filter}",
         id = def.id_column,
         e = def.embedding,
         b = def.bias_column,
         t = def.candidates.sql
+    )
+}
+
+fn candidates(data: Vec<f32>, bias: Vec<f32>, dim: usize, what: &str) -> Candidates<'static> {
+    let vectors = or_raise(Matrix::from_vec(data, dim, "candidates"), what);
+    or_raise(Candidates::new(vectors, Some(bias)), what)
+}
+
+/// The cached rows minus those changed since the entry's snapshot, plus the changed rows as
+/// the caller sees them now; None when the entry cannot be brought up to date.
+fn from_cache(def: &IndexDef, entry: &Entry, queries: &[f32], dim: usize, k: usize, what: &str) -> Option<Vec<Hits>> {
+    let changed = cache::changed_since(&def.name, entry)?;
+    // Always run, even for no ids: it checks the caller's SELECT privilege on the table.
+    let fresh = read_vectors::<i64>(
+        &select_rows(def, &format!("WHERE {} = ANY($1)", def.id_column)),
+        &[DatumWithOid::from(changed.clone())],
+        what,
+        Some(entry.cands.vectors().dim()),
     );
-    let what = format!("nnn index \"{}\"", def.name);
-    let rows = read_vectors::<i64>(&sql, &[], &what, None);
-    if rows.dim != 0 && rows.dim != dim {
+    let skip: HashSet<i64> = changed.into_iter().collect();
+    let mut hits = best(&entry.cands, &entry.ids, queries, dim, k, Some(&skip), what);
+    if !fresh.keys.is_empty() {
+        let cands = candidates(fresh.data, fresh.extra, fresh.dim, what);
+        for (all, new) in hits.iter_mut().zip(best(&cands, &fresh.keys, queries, dim, k, None, what)) {
+            all.extend(new);
+            all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            all.truncate(k);
+        }
+    }
+    Some(hits)
+}
+
+/// The `k` best of `cands` (ids `ids`) per query, leaving out the ids in `skip`.
+fn best(
+    cands: &Candidates,
+    ids: &[i64],
+    queries: &[f32],
+    dim: usize,
+    k: usize,
+    skip: Option<&HashSet<i64>>,
+    what: &str,
+) -> Vec<Hits> {
+    if !ids.is_empty() && cands.vectors().dim() != dim {
         fail(
             ERRCODE_DATA_EXCEPTION,
-            format!("query has dimension {dim}, but {what} has dimension {}", rows.dim),
+            format!("query has dimension {dim}, but {what} has dimension {}", cands.vectors().dim()),
             "Embed the query with the model that embedded the candidates.",
         );
     }
-    let vectors = or_raise(Matrix::from_vec(rows.data, dim, "candidates"), &what);
-    let cands = or_raise(Candidates::new(vectors, Some(rows.extra)), &what);
-    let q = or_raise(Matrix::from_slice(queries, dim, "query"), &what);
+    let q = or_raise(Matrix::from_slice(queries, dim, "query"), what);
+    let extra = skip.map_or(0, HashSet::len);
     let mut control = BackendControl::new(format!("search of {what}"));
-    let top = or_raise(search(&backend(), &cands, alpha, &q, k as usize, &mut control), &what);
-    (rows.keys, top)
-}
-
-/// Results of query row `q` as `(id, score)` pairs.
-fn row_results<'a>(ids: &'a [i64], top: &'a TopK, q: usize) -> impl Iterator<Item = (i64, f32)> + 'a {
-    top.row_indices(q).iter().zip(top.row_values(q)).map(move |(&i, &s)| (ids[i as usize], s))
+    let alpha = guc::ALPHA.get() as f32;
+    let top = or_raise(search(&backend(), cands, alpha, &q, k + extra, &mut control), what);
+    (0..top.rows)
+        .map(|r| {
+            let mut hits: Hits = top
+                .row_indices(r)
+                .iter()
+                .zip(top.row_values(r))
+                .map(|(&i, &s)| (ids[i as usize], s))
+                .filter(|(id, _)| skip.is_none_or(|s| !s.contains(id)))
+                .take(k)
+                .collect();
+            hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            hits
+        })
+        .collect()
 }
 
 fn single(
@@ -59,8 +133,8 @@ fn single(
     if q.is_empty() {
         fail(ERRCODE_DATA_EXCEPTION, "query is empty", "Pass the query embedding as real[].");
     }
-    let (ids, top) = run(&def, &q, q.len(), k);
-    TableIterator::new(row_results(&ids, &top, 0).collect::<Vec<_>>())
+    let mut hits = run(&def, &q, q.len(), k);
+    TableIterator::new(hits.pop().unwrap_or_default())
 }
 
 /// The `k` best rows of the only nnn index for `query`, best first.
@@ -112,10 +186,10 @@ fn nnn_search_batch(
     if data.iter().any(|v| !v.is_finite()) {
         fail(ERRCODE_DATA_EXCEPTION, "queries contain NaN or Infinity", "Vectors must be finite.");
     }
-    let (ids, top) = run(&def, &data, dims[1] as usize, k);
-    let mut out = Vec::with_capacity(top.rows * top.k);
-    for q in 0..top.rows {
-        for (rank, (id, score)) in row_results(&ids, &top, q).enumerate() {
+    let hits = run(&def, &data, dims[1] as usize, k);
+    let mut out = Vec::new();
+    for (q, row) in hits.into_iter().enumerate() {
+        for (rank, (id, score)) in row.into_iter().enumerate() {
             out.push((q as i32 + 1, rank as i32 + 1, id, score));
         }
     }

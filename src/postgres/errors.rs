@@ -64,6 +64,23 @@ pub fn spi_or_raise<T>(r: Result<T, pgrx::spi::SpiError>, context: &str) -> T {
     })
 }
 
+/// Runs a read-only query and hands its first row (if any) to `row`. Unlike pgrx's
+/// `Spi::get_*`, it never assigns a transaction id, so it works on a hot standby.
+pub fn select_first<T>(
+    sql: &str,
+    args: &[pgrx::datum::DatumWithOid],
+    context: &str,
+    row: impl FnOnce(&pgrx::spi::SpiTupleTable) -> Result<T, pgrx::spi::SpiError>,
+) -> Option<T> {
+    pgrx::spi::Spi::connect(|client| {
+        let table = spi_or_raise(client.select(sql, Some(1), args), context).first();
+        if table.is_empty() {
+            return None;
+        }
+        Some(spi_or_raise(row(&table), context))
+    })
+}
+
 /// Whether PostgreSQL has asked this backend to cancel the statement or exit.
 pub fn cancel_requested() -> bool {
     // SAFETY: plain reads of sig_atomic_t flags on the main thread.

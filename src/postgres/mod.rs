@@ -1,6 +1,8 @@
 //! PostgreSQL integration: errors, interrupts and progress, relation names, reading vectors
-//! out of tables and writing biases back. Only the backend's main thread runs this code.
+//! out of tables and writing biases back, the snapshot-checked search cache. Only the
+//! backend's main thread runs this code.
 
+pub mod cache;
 pub mod errors;
 pub mod interrupts;
 pub mod read;

@@ -1,6 +1,6 @@
 //! Resolving the tables and columns a user names, with clear errors before any work starts.
 
-use super::errors::{fail, spi_or_raise};
+use super::errors::{fail, select_first, spi_or_raise};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
@@ -25,13 +25,15 @@ pub fn resolve(rel: pgrx::PgRelation) -> Table {
 
 /// Resolves a regclass to a table, failing when it no longer exists.
 pub fn table(oid: pg_sys::Oid) -> Table {
-    let sql = Spi::get_one_with_args::<String>(
+    let sql = select_first(
         "SELECT c.oid::regclass::text FROM pg_catalog.pg_class c WHERE c.oid = $1",
         &[DatumWithOid::from(oid)],
-    );
+        "looking up a table",
+        |t| t.get::<String>(1),
+    )
+    .flatten();
     match sql {
-        Ok(Some(sql)) => Table { oid, sql },
-        Err(e) if !matches!(e, pgrx::spi::SpiError::InvalidPosition) => spi_or_raise(Err(e), "looking up a table"),
+        Some(sql) => Table { oid, sql },
         _ => fail(
             ERRCODE_UNDEFINED_TABLE,
             format!("table with OID {} does not exist", oid.to_u32()),
@@ -42,7 +44,7 @@ pub fn table(oid: pg_sys::Oid) -> Table {
 
 /// The type of column `column` of `table` and whether it can be read as `real[]`.
 fn column_type(table: &Table, column: &str) -> Option<(String, bool, bool)> {
-    let row = Spi::get_three_with_args::<String, bool, bool>(
+    select_first(
         "SELECT a.atttypid::regtype::text,
                 (t.typcategory = 'A' AND t.typelem IN ('float4'::regtype, 'float8'::regtype,
                     'int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype))
@@ -52,12 +54,15 @@ fn column_type(table: &Table, column: &str) -> Option<(String, bool, bool)> {
          FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
          WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
         &[DatumWithOid::from(table.oid), DatumWithOid::from(column)],
-    );
-    match row {
-        Ok((Some(ty), Some(vec_ok), Some(int_ok))) => Some((ty, vec_ok, int_ok)),
-        Ok(_) | Err(pgrx::spi::SpiError::InvalidPosition) => None,
-        Err(e) => spi_or_raise(Err(e), "looking up a column"),
-    }
+        "looking up a column",
+        |t| {
+            Ok((
+                t.get::<String>(1)?.unwrap_or_default(),
+                t.get::<bool>(2)?.unwrap_or(false),
+                t.get::<bool>(3)?.unwrap_or(false),
+            ))
+        },
+    )
 }
 
 fn missing_column(table: &Table, column: &str) -> ! {

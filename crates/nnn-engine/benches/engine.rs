@@ -106,4 +106,10 @@ fn main() {
         search(&backend, &cands, 0.75, &one, 10, &mut Unwatched).unwrap();
     });
     report("search.single_query", single, 2.0 * (n * d) as f64);
+    // the shape of the SQL benchmark (scripts/bench_sql.py): one query over every reference row
+    let big = Candidates::new(Matrix::from_slice(&refs, d, "c").unwrap(), Some(vec![0.1; m])).unwrap();
+    let single_big = best_of(20, || {
+        search(&backend, &big, 0.75, &one, 10, &mut Unwatched).unwrap();
+    });
+    report(&format!("search.single_query_{}", m), single_big, 2.0 * (m * d) as f64);
 }

@@ -1,0 +1,66 @@
+"""SQL-level benchmark (scripts/bench.sh runs it on a throw-away cluster after the engine bench):
+- nnn_search(q, 10) latency over M candidates x 384 vs the engine alone on that shape, and vs
+  ORDER BY nnn_score(...) DESC LIMIT 10;
+- nnn.build_bias end to end (N candidates x M reference) vs the engine alone on that shape.
+Shapes match the engine bench: M = 100,000 and N = 10,000 (2,000 x 20,000 with NNN_BENCH_QUICK=1).
+Reads the engine's RESULT lines from argv[1]. Prints ratios; asserts nothing (not a test).
+"""
+import os
+import pathlib
+import re
+import statistics
+import sys
+import time
+
+import numpy as np
+import psycopg
+
+QUICK = os.environ.get("NNN_BENCH_QUICK") == "1"
+N, M = (2_000, 20_000) if QUICK else (10_000, 100_000)
+
+
+def timed(conn, sql, params=None, reps=1):
+    out = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        conn.execute(sql, params).fetchall()
+        out.append(time.perf_counter() - t)
+    return statistics.median(out)
+
+
+def main():
+    engine = {}
+    for line in pathlib.Path(sys.argv[1]).read_text().splitlines():
+        m = re.match(r"RESULT (\S+)\s+([\d.]+) s", line)
+        if m:
+            engine[m.group(1)] = float(m.group(2))
+    with psycopg.connect(autocommit=True) as db:
+        db.execute("CREATE EXTENSION IF NOT EXISTS nnn")
+        db.execute(f"SET nnn.threads = {os.environ.get('NNN_BENCH_THREADS', '2')}")
+        t = time.perf_counter()
+        db.execute("CREATE TABLE big (id bigint PRIMARY KEY, emb real[])")
+        db.execute(
+            f"INSERT INTO big SELECT g, ARRAY(SELECT (random() - 0.5)::real FROM generate_series(1, 384) WHERE g > 0)"
+            f" FROM generate_series(1, {M}) g"
+        )
+        db.execute(f"CREATE TABLE few AS SELECT id, emb FROM big WHERE id <= {N}")
+        db.execute("CREATE TABLE ref AS SELECT emb FROM big WHERE id <= 1000")
+        db.execute("VACUUM ANALYZE big")
+        print(f"# loaded {M} x 384 candidates in {time.perf_counter() - t:.1f} s")
+        db.execute("SELECT nnn.create_index('big', 'big', 'id', 'emb', 'ref', 'emb', k => 128)")
+        q = (np.random.default_rng(1).random(384, dtype=np.float32) - 0.5).tolist()
+        search = timed(db, "SELECT * FROM nnn_search('big', %s::real[], 10)", (q,), reps=10)
+        order = timed(db, "SELECT id FROM big ORDER BY nnn_score(emb, %s::real[], nnn_bias) DESC NULLS LAST LIMIT 10", (q,), reps=3)
+        build = timed(db, "SELECT * FROM nnn.build_bias('few', 'emb', 'big', 'emb', k => 128)")
+    e_search = engine.get(f"search.single_query_{M}", float("nan"))
+    e_build = engine.get("synthetic.engine_bias", float("nan"))
+    print(f"\n{'SQL benchmark (' + str(M) + ' x 384)':<48} {'seconds':>9} {'ratio':>9}")
+    print(f"{'nnn_search(q, 10)':<48} {search:>9.4f}")
+    print(f"{'  / engine alone, same shape':<48} {e_search:>9.4f} {search / e_search:>8.1f}x")
+    print(f"{'  ORDER BY nnn_score LIMIT 10 / nnn_search':<48} {order:>9.4f} {order / search:>8.1f}x")
+    print(f"{'nnn.build_bias ' + str(N) + ' x ' + str(M):<48} {build:>9.3f}")
+    print(f"{'  / engine alone, same shape':<48} {e_build:>9.3f} {build / e_build:>8.2f}x")
+
+
+if __name__ == "__main__":
+    main()

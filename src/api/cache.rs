@@ -1,0 +1,18 @@
+//! `nnn.cache_info()`: what this backend's search cache holds (see `postgres::cache`).
+
+use crate::postgres::cache;
+use pgrx::prelude::*;
+
+#[pg_schema]
+mod nnn {
+    use super::*;
+
+    /// One row per index whose candidates this session has cached: rows, bytes, and the
+    /// snapshot they were read under. Empty in a fresh session or with nnn.cache_mb = 0.
+    #[pg_extern(volatile, parallel_restricted)]
+    fn cache_info(
+    ) -> TableIterator<'static, (name!(index_name, String), name!(rows, i64), name!(bytes, i64), name!(snapshot, String))>
+    {
+        TableIterator::new(cache::describe())
+    }
+}
