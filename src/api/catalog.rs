@@ -2,15 +2,17 @@
 //! and `nnn.refresh_rows`, which the candidate-table triggers call.
 
 use super::bias::{build, BuildReport, Scope};
+use crate::guc;
+use crate::postgres::cache::Situation;
 use crate::postgres::errors::{fail, spi_or_raise};
-use crate::postgres::relation::{ensure_bias_column, id_column, resolve, table, vector_column, Table};
+use crate::postgres::relation::{ensure_bias_column, id_column, resolve, vector_column, Table};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_literal};
 use pgrx::PgRelation;
 use pgrx::PgSqlErrorCode::*;
 
-/// A registered index with its names checked and quoted.
+/// A registered index with its names checked and quoted, as this statement sees it.
 pub struct IndexDef {
     /// The index's name in `nnn.indexes`.
     pub name: String,
@@ -28,32 +30,49 @@ pub struct IndexDef {
     pub bias_column: String,
     /// Neighbours averaged per bias.
     pub k: i32,
+    /// The caller's snapshot and what it allows the search cache to do.
+    pub now: Situation,
 }
 
-/// One row of `nnn.indexes` as read: name, candidates, id, embedding, reference,
-/// reference embedding, bias column, k.
-type CatalogRow = (String, pg_sys::Oid, String, String, pg_sys::Oid, String, String, i32);
-
-/// Looks up index `name`, or the only index when `name` is None.
+/// Looks up index `name`, or the only index when `name` is None, in one read-only query that
+/// also takes the caller's snapshot for the search cache.
 pub fn lookup(name: Option<&str>) -> IndexDef {
-    let found: Vec<CatalogRow> = Spi::connect(|client| {
+    let found: Vec<IndexDef> = Spi::connect(|client| {
         let rows = client.select(
-            "SELECT name, candidates::oid, id_column::text, embedding_column::text, reference::oid,
-                    reference_embedding::text, bias_column::text, k
-             FROM nnn.indexes WHERE $1::text IS NULL OR name = $1 ORDER BY name LIMIT 2",
+            "SELECT i.name, i.candidates::oid, i.candidates::regclass::text, i.id_column::text,
+                    i.embedding_column::text, i.reference::oid, i.reference::regclass::text,
+                    i.reference_embedding::text, i.bias_column::text, i.k,
+                    pg_catalog.pg_current_snapshot()::text,
+                    pg_catalog.pg_current_xact_id_if_assigned() IS NULL,
+                    c.relrowsecurity IS NOT FALSE OR NOT pg_catalog.has_table_privilege(c.oid, 'SELECT'),
+                    format('%s|%s|%s|%s', c.oid, c.relfilenode, i.built_at, i.log_epoch)
+             FROM nnn.indexes i LEFT JOIN pg_catalog.pg_class c ON c.oid = i.candidates
+             WHERE $1::text IS NULL OR i.name = $1 ORDER BY i.name LIMIT 2",
             None,
             &[DatumWithOid::from(name)],
         );
         let mut out = Vec::new();
         for row in spi_or_raise(rows, "reading nnn.indexes") {
-            let get = |i| spi_or_raise(row.get::<String>(i), "reading nnn.indexes").unwrap_or_default();
+            let text = |i| spi_or_raise(row.get::<String>(i), "reading nnn.indexes").unwrap_or_default();
             let oid = |i| spi_or_raise(row.get::<pg_sys::Oid>(i), "reading nnn.indexes").unwrap_or(pg_sys::InvalidOid);
-            let k = spi_or_raise(row.get::<i32>(8), "reading nnn.indexes").unwrap_or(0);
-            out.push((get(1), oid(2), get(3), get(4), oid(5), get(6), get(7), k));
+            let flag = |i| spi_or_raise(row.get::<bool>(i), "reading nnn.indexes").unwrap_or(false);
+            let k = spi_or_raise(row.get::<i32>(10), "reading nnn.indexes").unwrap_or(0);
+            let usable = guc::CACHE_MB.get() > 0 && !flag(13);
+            out.push(IndexDef {
+                name: text(1),
+                candidates: Table { oid: oid(2), sql: text(3) },
+                id_column: quote_identifier(text(4)),
+                embedding: quote_identifier(text(5)),
+                reference: Table { oid: oid(6), sql: text(7) },
+                reference_embedding: quote_identifier(text(8)),
+                bias_column: quote_identifier(text(9)),
+                k,
+                now: Situation { key: text(14), snapshot: text(11), usable, storable: usable && flag(12) },
+            });
         }
         out
     });
-    let (name, c, id, emb, r, remb, bias, k) = match (found.len(), name) {
+    match (found.len(), name) {
         (0, Some(n)) => fail(
             ERRCODE_UNDEFINED_OBJECT,
             format!("nnn index \"{n}\" does not exist"),
@@ -66,16 +85,6 @@ pub fn lookup(name: Option<&str>) -> IndexDef {
             "Name it: nnn_search('index name', query, k).",
         ),
         _ => found.into_iter().next().unwrap(),
-    };
-    IndexDef {
-        name,
-        candidates: table(c),
-        id_column: quote_identifier(id),
-        embedding: quote_identifier(emb),
-        reference: table(r),
-        reference_embedding: quote_identifier(remb),
-        bias_column: quote_identifier(bias),
-        k,
     }
 }
 
@@ -166,6 +175,7 @@ mod nnn {
             candidates: cand,
             reference: refs,
             k,
+            now: Situation::none(),
         };
         spi_or_raise(
             Spi::run_with_args(

@@ -28,7 +28,7 @@ fn run(def: &IndexDef, queries: &[f32], dim: usize, k: i32) -> Vec<Hits> {
     }
     let k = k as usize;
     let what = format!("nnn index \"{}\"", def.name);
-    let now = cache::situation(&def.name, def.candidates.oid);
+    let now = &def.now;
     if now.usable {
         let hit = cache::with_entry(&def.name, &now.key, |entry| from_cache(def, entry, queries, dim, k, &what));
         if let Some(Some(hits)) = hit {
@@ -40,7 +40,8 @@ fn run(def: &IndexDef, queries: &[f32], dim: usize, k: i32) -> Vec<Hits> {
     let cands = candidates(rows.data, rows.extra, dim_rows, &what);
     let hits = best(&cands, &rows.keys, queries, dim, k, None, &what);
     if now.storable {
-        cache::store(&def.name, Entry { key: now.key, snapshot: now.snapshot, ids: rows.keys, cands });
+        let (key, snapshot) = (now.key.clone(), now.snapshot.clone());
+        cache::store(&def.name, Entry { key, snapshot, ids: rows.keys, cands });
     }
     hits
 }
@@ -65,15 +66,17 @@ fn candidates(data: Vec<f32>, bias: Vec<f32>, dim: usize, what: &str) -> Candida
 /// the caller sees them now; None when the entry cannot be brought up to date.
 fn from_cache(def: &IndexDef, entry: &Entry, queries: &[f32], dim: usize, k: usize, what: &str) -> Option<Vec<Hits>> {
     let changed = cache::changed_since(&def.name, entry)?;
-    // Always run, even for no ids: it checks the caller's SELECT privilege on the table.
+    let skip: HashSet<i64> = changed.iter().copied().collect();
+    let mut hits = best(&entry.cands, &entry.ids, queries, dim, k, Some(&skip), what);
+    if changed.is_empty() {
+        return Some(hits);
+    }
     let fresh = read_vectors::<i64>(
         &select_rows(def, &format!("WHERE {} = ANY($1)", def.id_column)),
-        &[DatumWithOid::from(changed.clone())],
+        &[DatumWithOid::from(changed)],
         what,
         Some(entry.cands.vectors().dim()),
     );
-    let skip: HashSet<i64> = changed.into_iter().collect();
-    let mut hits = best(&entry.cands, &entry.ids, queries, dim, k, Some(&skip), what);
     if !fresh.keys.is_empty() {
         let cands = candidates(fresh.data, fresh.extra, fresh.dim, what);
         for (all, new) in hits.iter_mut().zip(best(&cands, &fresh.keys, queries, dim, k, None, what)) {

@@ -5,11 +5,10 @@
 //! snapshot, a TRUNCATE, a pruned log, row-level security, too many changes) the caller
 //! reads the whole table instead.
 
-use super::errors::{select_first, spi_or_raise};
+use super::errors::select_first;
 use crate::guc;
 use nnn_engine::Candidates;
 use pgrx::datum::DatumWithOid;
-use pgrx::prelude::*;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -41,31 +40,19 @@ pub struct Situation {
     pub key: String,
     /// The caller's snapshot as text.
     pub snapshot: String,
-    /// Whether an entry may be used at all (cache on, no row-level security on the table).
+    /// Whether an entry may be used at all: cache on, no row-level security on the table, and
+    /// table-level SELECT (otherwise the full read applies PostgreSQL's own checks).
     pub usable: bool,
     /// Whether a fresh read may become an entry: also no writes yet in this transaction, so
     /// an entry never holds uncommitted data.
     pub storable: bool,
 }
 
-/// Reads the snapshot, the table's row-level security, and the catalog row of `index`.
-pub fn situation(index: &str, table: pg_sys::Oid) -> Situation {
-    let row = Spi::connect(|client| {
-        let r = client.select(
-            "SELECT pg_catalog.pg_current_snapshot()::text, pg_catalog.pg_current_xact_id_if_assigned() IS NULL,
-                    c.relrowsecurity, format('%s|%s|%s|%s', c.oid, c.relfilenode, i.built_at, i.log_epoch)
-             FROM pg_catalog.pg_class c, nnn.indexes i WHERE c.oid = $1 AND i.name = $2",
-            Some(1),
-            &[DatumWithOid::from(table), DatumWithOid::from(index)],
-        );
-        let t = spi_or_raise(r, "reading the snapshot").first();
-        let get = |i| spi_or_raise(t.get::<String>(i), "reading the snapshot");
-        let flag = |i| spi_or_raise(t.get::<bool>(i), "reading the snapshot").unwrap_or(false);
-        (get(1).unwrap_or_default(), flag(2), flag(3), get(4).unwrap_or_default())
-    });
-    let (snapshot, no_writes, rls, key) = row;
-    let usable = guc::CACHE_MB.get() > 0 && !rls && !key.is_empty();
-    Situation { key, snapshot, usable, storable: usable && no_writes }
+impl Situation {
+    /// A situation in which the cache is neither used nor filled.
+    pub fn none() -> Self {
+        Self { key: String::new(), snapshot: String::new(), usable: false, storable: false }
+    }
 }
 
 /// Ids written by transactions that `entry`'s snapshot did not see, as the caller's snapshot
