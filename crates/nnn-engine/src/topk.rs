@@ -6,95 +6,84 @@ pub fn ranks_before(v: f32, i: u32, w: f32, j: u32) -> bool {
     v > w || (v == w && i < j)
 }
 
-/// A bounded min-heap (worst entry at the root) over borrowed storage of capacity k.
-pub struct RowHeap<'a> {
-    vals: &'a mut [f32],
-    idx: &'a mut [u32],
-    len: usize,
+/// Total order "ranks before" as an [`std::cmp::Ordering`] (best first).
+#[inline]
+fn best_first(a: &(f32, u32), b: &(f32, u32)) -> std::cmp::Ordering {
+    if ranks_before(a.0, a.1, b.0, b.1) {
+        std::cmp::Ordering::Less
+    } else if ranks_before(b.0, b.1, a.0, a.1) {
+        std::cmp::Ordering::Greater
+    } else {
+        std::cmp::Ordering::Equal
+    }
 }
 
-impl<'a> RowHeap<'a> {
-    /// A heap over `vals`/`idx` (same length k ≥ 1) whose first `len` entries already form a heap.
-    pub fn resume(vals: &'a mut [f32], idx: &'a mut [u32], len: usize) -> Self {
-        debug_assert_eq!(vals.len(), idx.len());
-        Self { vals, idx, len }
+/// The running top-k of many rows, each in a buffer of 2k entries: an entry above the row's
+/// threshold is appended (cheap); when the buffer is full the k best are kept and the k-th
+/// value becomes the threshold. Columns must be offered in increasing index order per row, so
+/// an entry equal to the threshold (a later, higher index) can be dropped.
+pub struct RowsTopK {
+    k: usize,
+    cap: usize,
+    buf: Vec<(f32, u32)>,
+    lens: Vec<usize>,
+    thresholds: Vec<f32>,
+}
+
+impl RowsTopK {
+    /// Empty buffers for `rows` rows keeping `k ≥ 1` entries each.
+    pub fn new(rows: usize, k: usize) -> Self {
+        let cap = 2 * k.max(1);
+        Self { k, cap, buf: vec![(0.0, 0); rows * cap], lens: vec![0; rows], thresholds: vec![f32::NEG_INFINITY; rows] }
     }
 
-    /// Values at or below this never enter (−∞ while the heap is not full).
+    /// Values at or below this cannot enter row `r` (−∞ until its buffer first fills).
     #[inline]
-    pub fn threshold(&self) -> f32 {
-        if self.len < self.vals.len() {
-            f32::NEG_INFINITY
-        } else {
-            self.vals[0]
+    pub fn threshold(&self, r: usize) -> f32 {
+        self.thresholds[r]
+    }
+
+    /// Adds `(v, i)` to row `r`; the caller has checked `v > threshold(r)`.
+    #[inline]
+    pub fn push(&mut self, r: usize, v: f32, i: u32) {
+        let len = self.lens[r];
+        self.buf[r * self.cap + len] = (v, i);
+        self.lens[r] = len + 1;
+        if len + 1 == self.cap {
+            let row = &mut self.buf[r * self.cap..(r + 1) * self.cap];
+            row.select_nth_unstable_by(self.k - 1, best_first);
+            self.lens[r] = self.k;
+            self.thresholds[r] = row[self.k - 1].0;
         }
     }
 
-    /// Offers an entry; it is kept when the heap is not full or it ranks before the worst.
-    #[inline]
-    pub fn offer(&mut self, v: f32, i: u32) {
-        let cap = self.vals.len();
-        if self.len < cap {
-            let mut pos = self.len;
-            self.len += 1;
-            while pos > 0 {
-                let parent = (pos - 1) / 2;
-                if ranks_before(self.vals[parent], self.idx[parent], v, i) {
-                    self.vals[pos] = self.vals[parent];
-                    self.idx[pos] = self.idx[parent];
-                    pos = parent;
-                } else {
-                    break;
-                }
+    /// The k best of each row, best first, as flat `(values, indices)`; `None` names the first
+    /// row that received fewer than k entries (only NaN scores can cause that).
+    pub fn finish(mut self) -> std::result::Result<(Vec<f32>, Vec<u32>), usize> {
+        let rows = self.lens.len();
+        let (mut vals, mut idx) = (Vec::with_capacity(rows * self.k), Vec::with_capacity(rows * self.k));
+        for r in 0..rows {
+            let len = self.lens[r];
+            if len < self.k {
+                return Err(r);
             }
-            self.vals[pos] = v;
-            self.idx[pos] = i;
-        } else if ranks_before(v, i, self.vals[0], self.idx[0]) {
-            let mut pos = 0;
-            loop {
-                let l = 2 * pos + 1;
-                if l >= cap {
-                    break;
-                }
-                let r = l + 1;
-                let worst =
-                    if r < cap && ranks_before(self.vals[l], self.idx[l], self.vals[r], self.idx[r]) { r } else { l };
-                if ranks_before(v, i, self.vals[worst], self.idx[worst]) {
-                    self.vals[pos] = self.vals[worst];
-                    self.idx[pos] = self.idx[worst];
-                    pos = worst;
-                } else {
-                    break;
-                }
+            let row = &mut self.buf[r * self.cap..r * self.cap + len];
+            if len > self.k {
+                row.select_nth_unstable_by(self.k - 1, best_first);
             }
-            self.vals[pos] = v;
-            self.idx[pos] = i;
+            let best = &mut row[..self.k];
+            best.sort_unstable_by(best_first);
+            vals.extend(best.iter().map(|e| e.0));
+            idx.extend(best.iter().map(|e| e.1));
         }
-    }
-
-    /// Number of entries held.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether the heap holds nothing.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
+        Ok((vals, idx))
     }
 }
 
 /// Sorts `(vals, idx)` pairs best first, in place.
 pub fn sort_best_first(vals: &mut [f32], idx: &mut [u32]) {
     let mut pairs: Vec<(f32, u32)> = vals.iter().copied().zip(idx.iter().copied()).collect();
-    pairs.sort_unstable_by(|a, b| {
-        if ranks_before(a.0, a.1, b.0, b.1) {
-            std::cmp::Ordering::Less
-        } else if ranks_before(b.0, b.1, a.0, a.1) {
-            std::cmp::Ordering::Greater
-        } else {
-            std::cmp::Ordering::Equal
-        }
-    });
+    pairs.sort_unstable_by(best_first);
     for (n, (v, i)) in pairs.into_iter().enumerate() {
         vals[n] = v;
         idx[n] = i;

@@ -7,7 +7,7 @@ use crate::control::Control;
 use crate::error::{EngineError, Result};
 use crate::matrix::Matrix;
 use crate::run::{run_polled, Progress};
-use crate::topk::{sort_best_first, RowHeap, TopK};
+use crate::topk::{sort_best_first, RowsTopK, TopK};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -116,9 +116,7 @@ fn scan_task(
     let d = a.dim();
     let m = rows.len();
     let kp = k.min(cols.len());
-    let mut vals = vec![0f32; m * kp];
-    let mut idx = vec![0u32; m * kp];
-    let mut lens = vec![0usize; m];
+    let mut top = RowsTopK::new(m, kp);
     let mut tile = vec![0f32; m * COL_BLOCK.min(cols.len())];
     let a_rows = a.rows_slice(rows.start, rows.end);
     for c0 in cols.clone().step_by(COL_BLOCK) {
@@ -130,49 +128,35 @@ fn scan_task(
         products(a_rows, b.rows_slice(c0, c1), d, &mut tile[..m * n], 1);
         for i in 0..m {
             let row = &tile[i * n..(i + 1) * n];
-            let mut heap = RowHeap::resume(&mut vals[i * kp..(i + 1) * kp], &mut idx[i * kp..(i + 1) * kp], lens[i]);
-            let mut thr = heap.threshold();
+            let mut thr = top.threshold(i);
             match offset {
                 Some(off) => {
                     for (j, (&s, &o)) in row.iter().zip(&off[c0..c1]).enumerate() {
                         let v = s - o;
                         if v > thr {
-                            heap.offer(v, (c0 + j) as u32);
-                            thr = heap.threshold();
+                            top.push(i, v, (c0 + j) as u32);
+                            thr = top.threshold(i);
                         }
                     }
                 }
                 None => {
                     for (j, &v) in row.iter().enumerate() {
                         if v > thr {
-                            heap.offer(v, (c0 + j) as u32);
-                            thr = heap.threshold();
+                            top.push(i, v, (c0 + j) as u32);
+                            thr = top.threshold(i);
                         }
                     }
                 }
             }
-            lens[i] = heap.len();
         }
         progress.add((m * n) as u64);
     }
-    finish_rows(vals, idx, &lens, kp, rows.start)
+    finish_rows(top, rows.start)
 }
 
-/// Checks every row heap is full (a short one means NaN scores) and sorts each best first.
-fn finish_rows(
-    mut vals: Vec<f32>,
-    mut idx: Vec<u32>,
-    lens: &[usize],
-    kp: usize,
-    first_row: usize,
-) -> Result<(Vec<f32>, Vec<u32>)> {
-    for (i, &len) in lens.iter().enumerate() {
-        if len < kp {
-            return Err(EngineError::NonFinite { what: "inner products", row: first_row + i });
-        }
-        sort_best_first(&mut vals[i * kp..(i + 1) * kp], &mut idx[i * kp..(i + 1) * kp]);
-    }
-    Ok((vals, idx))
+/// The sorted k best of every row; a row with fewer entries means NaN scores.
+fn finish_rows(top: RowsTopK, first_row: usize) -> Result<(Vec<f32>, Vec<u32>)> {
+    top.finish().map_err(|r| EngineError::NonFinite { what: "inner products", row: first_row + r })
 }
 
 /// The micro-kernel version of [`scan_task`]: `pb` is all of `b` packed in NR-column panels,
@@ -190,10 +174,7 @@ fn scan_task_packed(
     let m = rows.len();
     let kp = k.min(cols.len());
     let pa = kernel::pack(a.rows_slice(rows.start, rows.end), d, MR);
-    let mut vals = vec![0f32; m * kp];
-    let mut idx = vec![0u32; m * kp];
-    let mut lens = vec![0usize; m];
-    let mut thr = vec![f32::NEG_INFINITY; m];
+    let mut top = RowsTopK::new(m, kp);
     let mut out = [0f32; MR * NR];
     for u0 in cols.clone().step_by(COL_UNIT_PACKED) {
         if progress.cancelled() {
@@ -202,38 +183,30 @@ fn scan_task_packed(
         let u1 = (u0 + COL_UNIT_PACKED).min(cols.end);
         for c0 in (u0..u1).step_by(NR) {
             let bp = &pb[c0 * d..(c0 + NR) * d];
-            let o = &off[c0..c0 + NR];
+            let o: &[f32; NR] = off[c0..c0 + NR].try_into().expect("whole panel");
             for (panel, ap) in pa.chunks_exact(MR * d).enumerate() {
+                let rows_here = MR.min(m - panel * MR);
+                let thr: [f32; MR] =
+                    std::array::from_fn(|r| if r < rows_here { top.threshold(panel * MR + r) } else { f32::INFINITY });
                 // SAFETY: the caller checked `kernel::available()`; the panels hold MR*d and NR*d values.
-                unsafe { micro_kernel(d, ap, bp, &mut out) };
-                for r in 0..MR.min(m - panel * MR) {
+                let mut hits = unsafe { micro_kernel(d, ap, bp, o, &thr, &mut out) };
+                while hits != 0 {
+                    let r = hits.trailing_zeros() as usize;
+                    hits &= hits - 1;
                     let row = panel * MR + r;
-                    let scores = &out[r * NR..(r + 1) * NR];
-                    let mut t = thr[row];
-                    // branch-free maximum (vectorises); most rows have nothing above threshold
-                    if scores.iter().zip(o).fold(f32::NEG_INFINITY, |m, (v, o)| m.max(v - o)) <= t {
-                        continue;
-                    }
-                    let mut heap = RowHeap::resume(
-                        &mut vals[row * kp..(row + 1) * kp],
-                        &mut idx[row * kp..(row + 1) * kp],
-                        lens[row],
-                    );
-                    for (c, (v, o)) in scores.iter().zip(o).enumerate() {
-                        let v = v - o;
+                    let mut t = thr[r];
+                    for (c, &v) in out[r * NR..(r + 1) * NR].iter().enumerate() {
                         if v > t {
-                            heap.offer(v, (c0 + c) as u32);
-                            t = heap.threshold();
+                            top.push(row, v, (c0 + c) as u32);
+                            t = top.threshold(row);
                         }
                     }
-                    lens[row] = heap.len();
-                    thr[row] = t;
                 }
             }
         }
         progress.add((m * (u1 - u0)) as u64);
     }
-    finish_rows(vals, idx, &lens, kp, rows.start)
+    finish_rows(top, rows.start)
 }
 
 impl Backend for CpuBackend {

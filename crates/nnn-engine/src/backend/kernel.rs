@@ -40,14 +40,22 @@ pub fn pack(rows: &[f32], d: usize, width: usize) -> Vec<f32> {
     out
 }
 
-/// `out[r*NR + c] = Σ_p a[p*MR + r] · b[p*NR + c]` for one packed `a` panel (MR × d) and one
-/// packed `b` panel (NR × d).
+/// `out[r*NR + c] = Σ_p a[p*MR + r] · b[p*NR + c] − off[c]` for one packed `a` panel (MR × d)
+/// and one packed `b` panel (NR × d). Returns a bit per row `r` that has some value above
+/// `thr[r]`, so the caller looks at the scores only then (rarely, once thresholds settle).
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA ([`available`]); `a` must hold `MR*d` and `b` `NR*d` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn micro_kernel(d: usize, a: &[f32], b: &[f32], out: &mut [f32; MR * NR]) {
+pub unsafe fn micro_kernel(
+    d: usize,
+    a: &[f32],
+    b: &[f32],
+    off: &[f32; NR],
+    thr: &[f32; MR],
+    out: &mut [f32; MR * NR],
+) -> u32 {
     use std::arch::x86_64::*;
     debug_assert!(a.len() >= MR * d && b.len() >= NR * d);
     let (a, b) = (a.as_ptr(), b.as_ptr());
@@ -61,24 +69,42 @@ pub unsafe fn micro_kernel(d: usize, a: &[f32], b: &[f32], out: &mut [f32; MR * 
             acc[1] = _mm256_fmadd_ps(av, b1, acc[1]);
         }
     }
+    let (o0, o1) = (_mm256_loadu_ps(off.as_ptr()), _mm256_loadu_ps(off.as_ptr().add(8)));
+    let mut hits = 0u32;
     for (r, acc) in c.iter().enumerate() {
-        _mm256_storeu_ps(out.as_mut_ptr().add(r * NR), acc[0]);
-        _mm256_storeu_ps(out.as_mut_ptr().add(r * NR + 8), acc[1]);
+        let (v0, v1) = (_mm256_sub_ps(acc[0], o0), _mm256_sub_ps(acc[1], o1));
+        _mm256_storeu_ps(out.as_mut_ptr().add(r * NR), v0);
+        _mm256_storeu_ps(out.as_mut_ptr().add(r * NR + 8), v1);
+        let t = _mm256_set1_ps(thr[r]);
+        let above = _mm256_or_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v0, t), _mm256_cmp_ps::<_CMP_GT_OQ>(v1, t));
+        hits |= u32::from(_mm256_movemask_ps(above) != 0) << r;
     }
+    hits
 }
 
-/// Portable stand-in with the same signature, for targets without the kernel (never called
+/// Portable stand-in with the same contract, for targets without the kernel (never called
 /// there: [`available`] is false).
 ///
 /// # Safety
 /// Same contract as the x86-64 kernel.
 #[cfg(not(target_arch = "x86_64"))]
-pub unsafe fn micro_kernel(d: usize, a: &[f32], b: &[f32], out: &mut [f32; MR * NR]) {
+pub unsafe fn micro_kernel(
+    d: usize,
+    a: &[f32],
+    b: &[f32],
+    off: &[f32; NR],
+    thr: &[f32; MR],
+    out: &mut [f32; MR * NR],
+) -> u32 {
+    let mut hits = 0;
     for r in 0..MR {
         for c in 0..NR {
-            out[r * NR + c] = (0..d).map(|p| a[p * MR + r] * b[p * NR + c]).sum();
+            let v = (0..d).map(|p| a[p * MR + r] * b[p * NR + c]).sum::<f32>() - off[c];
+            out[r * NR + c] = v;
+            hits |= u32::from(v > thr[r]) << r;
         }
     }
+    hits
 }
 
 #[cfg(test)]
@@ -95,11 +121,14 @@ mod tests {
         let b: Vec<f32> = (0..13 * d).map(|i| ((i * 5) % 13) as f32 - 6.0).collect();
         let (pa, pb) = (pack(&a, d, MR), pack(&b, d, NR));
         let mut out = [0f32; MR * NR];
-        unsafe { micro_kernel(d, &pa, &pb, &mut out) };
+        let off: [f32; NR] = std::array::from_fn(|c| c as f32);
+        let thr = [1e9, -1e9, 1e9, -1e9, 1e9, 1e9];
+        let hits = unsafe { micro_kernel(d, &pa, &pb, &off, &thr, &mut out) };
+        assert_eq!(hits, 0b001010);
         for r in 0..MR {
             for c in 0..NR {
-                let want: f32 = if r < 4 && c < 13 { (0..d).map(|p| a[r * d + p] * b[c * d + p]).sum() } else { 0.0 };
-                assert_eq!(out[r * NR + c], want, "r={r} c={c}");
+                let dot: f32 = if r < 4 && c < 13 { (0..d).map(|p| a[r * d + p] * b[c * d + p]).sum() } else { 0.0 };
+                assert_eq!(out[r * NR + c], dot - c as f32, "r={r} c={c}");
             }
         }
     }
