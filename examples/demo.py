@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import psycopg
+from copy_vectors import copy_vectors
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "data" / "wordnet-dev"
 
@@ -37,15 +38,11 @@ def main():
         db.execute("CREATE EXTENSION IF NOT EXISTS nnn")
         db.execute("DROP TABLE IF EXISTS definitions, reference_words CASCADE")
         t0 = time.monotonic()
-        db.execute("CREATE TABLE definitions (id int PRIMARY KEY, gloss text, emb real[])")
+        db.execute("CREATE TABLE definitions (id bigint PRIMARY KEY, emb real[])")
         db.execute("CREATE TABLE reference_words (emb real[])")
-        with db.cursor().copy("COPY definitions FROM STDIN") as cp:
-            for i, row in enumerate(cand):
-                cp.write_row((i, texts[i][2] if len(texts[i]) > 2 else "", row.tolist()))
-        with db.cursor().copy("COPY reference_words FROM STDIN") as cp:
-            for row in ref:
-                cp.write_row((row.tolist(),))
-        step("load tables (COPY)", t0)
+        copy_vectors(db, "definitions", np.arange(len(cand)), cand)
+        copy_vectors(db, "reference_words", None, ref)
+        step("load tables (binary COPY)", t0)
 
         t0 = time.monotonic()
         rows, _, ref_rows, k, secs = db.execute(

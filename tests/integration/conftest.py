@@ -3,8 +3,8 @@
 Connection settings come from PGHOST/PGPORT/PGUSER (exported by scripts/cluster.sh); each
 test module gets a fresh database with the extension created.
 """
-import os
 import pathlib
+import sys
 import uuid
 
 import numpy as np
@@ -13,6 +13,8 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SMALL = ROOT / "data" / "wordnet-small"
+sys.path.insert(0, str(ROOT / "examples"))
+from copy_vectors import copy_vectors  # noqa: E402
 
 
 def read_f16(name):
@@ -52,10 +54,6 @@ def load_wordnet_small(conn, candidates="wn_cand", reference="wn_ref"):
     cand, ref = read_f16("candidates.f16"), read_f16("reference.f16")
     conn.execute(f"CREATE TABLE {candidates} (id bigint PRIMARY KEY, emb real[])")
     conn.execute(f"CREATE TABLE {reference} (emb real[])")
-    with conn.cursor().copy(f"COPY {candidates} (id, emb) FROM STDIN") as cp:
-        for i, row in enumerate(cand):
-            cp.write_row((i, row.tolist()))
-    with conn.cursor().copy(f"COPY {reference} (emb) FROM STDIN") as cp:
-        for row in ref:
-            cp.write_row((row.tolist(),))
+    copy_vectors(conn, candidates, np.arange(len(cand)), cand)
+    copy_vectors(conn, reference, None, ref)
     return cand, ref

@@ -31,6 +31,15 @@ INSERT INTO "My Images" SELECT emb::float8[] FROM img;
 SELECT rows FROM nnn.build_bias('"My Images"', 'Emb Col', 'cap', 'emb', 'Bias "X"', 2);
 SELECT count("Bias ""X""") FROM "My Images";
 
+-- any type with a cast to real[] works, as pgvector's vector does
+CREATE TYPE wrapped AS (v real[]);
+CREATE FUNCTION wrapped_to_real(wrapped) RETURNS real[] LANGUAGE sql IMMUTABLE AS 'SELECT $1.v';
+CREATE CAST (wrapped AS real[]) WITH FUNCTION wrapped_to_real(wrapped);
+CREATE TABLE wimg (id int, emb wrapped);
+INSERT INTO wimg SELECT id, ROW(emb)::wrapped FROM img;
+SELECT rows FROM nnn.build_bias('wimg', 'emb', 'cap', 'emb', k => 2);
+SELECT count(*) AS same_bias FROM wimg w JOIN img i USING (id) WHERE w.nnn_bias = i.nnn_bias;
+
 -- errors: the table is left as it was
 SELECT nnn.build_bias('missing_table', 'emb', 'cap', 'emb');
 SELECT nnn.build_bias('img', 'nope', 'cap', 'emb');
