@@ -10,6 +10,12 @@ quick=()
 out=$(mktemp)
 cargo bench -p nnn-engine --bench engine -- --threads "$threads" "${quick[@]}" | tee "$out"
 OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads "${NNN_VENV:?}/bin/python" scripts/bench_compare.py "$out"
+# the reference package (torch) in a venv of its own, made once: torch is a large download
+ref_venv=${NNN_REF_VENV:-$(dirname "$NNN_VENV")/venv-ref}
+if [ ! -x "$ref_venv/bin/python" ] || ! "$ref_venv/bin/python" -c 'import nnn, torch' 2>/dev/null; then
+  python3 -m venv "$ref_venv" && "$ref_venv/bin/pip" install -q numpy nnn-retrieval==1.0.1 torch
+fi
+(cd scripts && OMP_NUM_THREADS=$threads "$ref_venv/bin/python" bench_reference.py "$out")
 # the SQL surface on a throw-away cluster (needs `make install`)
 . scripts/cluster.sh
 trap 'cluster_stop; rm -f "$out"' EXIT

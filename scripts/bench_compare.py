@@ -10,13 +10,11 @@ import re
 import sys
 import time
 
-import faiss
 import numpy as np
 
 THREADS = int(os.environ.get("NNN_BENCH_THREADS", "2"))
 QUICK = os.environ.get("NNN_BENCH_QUICK") == "1"
 DEV = pathlib.Path(__file__).resolve().parents[1] / "data" / "wordnet-dev"
-faiss.omp_set_num_threads(THREADS)
 
 
 def unit_rows(n, d, seed):
@@ -33,7 +31,28 @@ def best_of(reps, f):
     return best
 
 
+def engine_results(path):
+    """The engine bench's RESULT lines: name -> seconds."""
+    out = {}
+    for line in pathlib.Path(path).read_text().splitlines():
+        m = re.match(r"RESULT (\S+)\s+([\d.]+) s", line)
+        if m:
+            out[m.group(1)] = float(m.group(2))
+    return out
+
+
+def print_table(rows):
+    """rows: (baseline name, baseline seconds, nnn seconds)."""
+    print(f"\n{'baseline (' + str(THREADS) + ' threads)':<44} {'baseline s':>10} {'nnn s':>8} {'nnn faster by':>14}")
+    for name, secs, e in rows:
+        ratio = secs / e if e else float("nan")
+        print(f"{name:<44} {secs:>10.3f} {e if e else float('nan'):>8.3f} {ratio:>13.2f}x")
+
+
 def faiss_bias(cand, ref, k):
+    import faiss
+
+    faiss.omp_set_num_threads(THREADS)
     index = faiss.IndexFlatIP(ref.shape[1])
     index.add(ref)
     sims, _ = index.search(cand, k)
@@ -56,28 +75,31 @@ def numpy_search(cand, bias, queries, k, alpha=0.75, block=512):
 
 
 def faiss_search(cand, bias, queries, k, alpha=0.75):
+    import faiss
+
+    faiss.omp_set_num_threads(THREADS)
     index = faiss.IndexFlatIP(cand.shape[1] + 1)
     index.add(np.hstack([cand, bias[:, None]]))
     index.search(np.hstack([queries, np.full((len(queries), 1), -alpha, dtype=np.float32)]), k)
 
 
+def shapes():
+    """(n candidates, m reference, q queries) of the engine bench's synthetic case."""
+    return (2_000, 20_000, 2_000) if QUICK else (10_000, 100_000, 10_000)
+
+
 def main():
-    engine = {}
-    for line in pathlib.Path(sys.argv[1]).read_text().splitlines():
-        m = re.match(r"RESULT (\S+)\s+([\d.]+) s", line)
-        if m:
-            engine[m.group(1)] = float(m.group(2))
+    engine = engine_results(sys.argv[1])
     rows = []
 
     def compare(name, engine_key, secs):
-        e = engine.get(engine_key)
-        rows.append((name, secs, e, secs / e if e else float("nan")))
+        rows.append((name, secs, engine.get(engine_key)))
 
     cases = []
     if (DEV / "candidates.f16").exists():
         f16 = lambda n: np.fromfile(DEV / n, dtype="<f2").astype(np.float32).reshape(-1, 384)
         cases.append(("wordnet_dev", f16("candidates.f16"), f16("reference.f16"), 3))
-    n, m, q = (2_000, 20_000, 2_000) if QUICK else (10_000, 100_000, 10_000)
+    n, m, q = shapes()
     cand, ref = unit_rows(n, 384, 11), unit_rows(m, 384, 12)
     cases.append(("synthetic", cand, ref, 2 if QUICK else 1))
     for name, c, r, reps in cases:
@@ -87,10 +109,7 @@ def main():
     queries = unit_rows(q, 384, 13)
     compare("batch search: numpy matmul+partition", "search.batch", best_of(3, lambda: numpy_search(cand, bias, queries, 10)))
     compare("batch search: faiss-cpu [q,-a].[r,b]", "search.batch", best_of(3, lambda: faiss_search(cand, bias, queries, 10)))
-
-    print(f"\n{'baseline (' + str(THREADS) + ' threads)':<44} {'baseline s':>10} {'nnn s':>8} {'nnn faster by':>14}")
-    for name, secs, e, ratio in rows:
-        print(f"{name:<44} {secs:>10.3f} {e if e else float('nan'):>8.3f} {ratio:>13.2f}x")
+    print_table(rows)
 
 
 if __name__ == "__main__":
