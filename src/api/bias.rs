@@ -112,7 +112,7 @@ pub fn build(
     let what = format!("bias of {}", candidates.sql);
     let c = or_raise(Matrix::from_slice(&cand_data, dim, "candidates"), &what);
     let r = or_raise(Matrix::from_slice(&ref_data, dim, "reference set"), &what);
-    let mut control = BackendControl::new(&what);
+    let mut control = BackendControl::new(&what).with_rows(c.rows());
     let top = or_raise(reference_topk(&backend(), &c, &r, k as usize, &mut control), &what);
     let bias = or_raise(top.bias(k as usize), &what);
     let rows = bias.len() as i64;

@@ -114,3 +114,31 @@ def test_memory_cap_fails_early_naming_the_setting(roles, connect):
     with pytest.raises(psycopg.errors.ProgramLimitExceeded, match="nnn.max_memory_mb"):
         roles.execute("SELECT nnn.build_bias('wide', 'emb', 'wide', 'emb', k => 1)")
     roles.execute("RESET nnn.max_memory_mb")
+
+
+def test_a_long_build_reports_progress_unless_quiet(big, connect):
+    c = connect()
+    notices = []
+    c.add_notice_handler(lambda d: notices.append(d.message_primary))
+    c.execute("SELECT nnn.build_bias('big_cand', 'emb', 'big_ref', 'emb', 'progress_bias')")
+    progress = [n for n in notices if n.startswith("nnn: bias of big_cand:")]
+    assert progress, notices
+    assert "of 20000 rows (" in progress[0]
+    notices.clear()
+    c.execute("SET nnn.progress = off")
+    c.execute("SELECT nnn.build_bias('big_cand', 'emb', 'big_ref', 'emb', 'progress_bias')")
+    assert [n for n in notices if n.startswith("nnn:")] == []
+
+
+def test_statement_timeout_stops_a_long_batch_search(big, connect):
+    c = connect()
+    c.execute("SELECT nnn.create_index('bigidx', 'big_cand', 'id', 'emb', 'big_ref', 'emb', k => 16)")
+    c.execute("SET statement_timeout = '2s'")
+    t = time.monotonic()
+    with pytest.raises(psycopg.errors.QueryCanceled, match="statement timeout"):
+        # 200,000 queries x 20,000 candidates: several seconds of work
+        c.execute("SELECT count(*) FROM nnn_search_batch('bigidx', (SELECT array_agg(emb) FROM big_ref), 10)")
+    assert time.monotonic() - t < 3.0
+    c.execute("RESET statement_timeout")
+    assert c.execute("SELECT count(*) FROM nnn_search('bigidx', (SELECT emb FROM big_cand WHERE id = 1), 3)").fetchone()[0] == 3
+    c.execute("SELECT nnn.drop_index('bigidx')")
