@@ -86,3 +86,18 @@ pub fn cancel_requested() -> bool {
     // SAFETY: plain reads of sig_atomic_t flags on the main thread.
     unsafe { pg_sys::QueryCancelPending != 0 || pg_sys::ProcDiePending != 0 }
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use nnn_engine::run::run_polled;
+    use nnn_engine::Unwatched;
+    use pgrx::prelude::*;
+
+    /// A panic on a rayon worker inside a real backend comes back as an SQL ERROR.
+    #[pg_test(error = "worker: a worker thread panicked: injected worker failure")]
+    fn a_worker_panic_is_an_sql_error() {
+        let r: nnn_engine::Result<()> = run_polled(2, 1, &mut Unwatched, |_| panic!("injected worker failure"));
+        super::or_raise(r, "worker");
+    }
+}

@@ -107,7 +107,7 @@ pub fn products(a: &[f32], b: &[f32], d: usize, out: &mut [f32], threads: usize)
 fn scan_task(
     a: &Matrix,
     b: &Matrix,
-    offset: Option<&[f32]>,
+    off: &[f32],
     k: usize,
     rows: Range<usize>,
     cols: Range<usize>,
@@ -129,23 +129,11 @@ fn scan_task(
         for i in 0..m {
             let row = &tile[i * n..(i + 1) * n];
             let mut thr = top.threshold(i);
-            match offset {
-                Some(off) => {
-                    for (j, (&s, &o)) in row.iter().zip(&off[c0..c1]).enumerate() {
-                        let v = s - o;
-                        if v > thr {
-                            top.push(i, v, (c0 + j) as u32);
-                            thr = top.threshold(i);
-                        }
-                    }
-                }
-                None => {
-                    for (j, &v) in row.iter().enumerate() {
-                        if v > thr {
-                            top.push(i, v, (c0 + j) as u32);
-                            thr = top.threshold(i);
-                        }
-                    }
+            for (j, (&s, &o)) in row.iter().zip(&off[c0..c1]).enumerate() {
+                let v = s - o;
+                if v > thr {
+                    top.push(i, v, (c0 + j) as u32);
+                    thr = top.threshold(i);
                 }
             }
         }
@@ -231,12 +219,13 @@ impl Backend for CpuBackend {
         };
         let tasks = plan.tasks(rows, cols);
         let total = (rows * cols) as u64;
+        // Offsets for every column (0 without), padded with +∞ to whole kernel panels.
+        let mut off = vec![f32::INFINITY; cols.div_ceil(NR) * NR];
+        match offset {
+            Some(o) => off[..cols].copy_from_slice(o),
+            None => off[..cols].fill(0.0),
+        }
         let parts = if packed {
-            let mut off = vec![f32::INFINITY; cols.div_ceil(NR) * NR];
-            match offset {
-                Some(o) => off[..cols].copy_from_slice(o),
-                None => off[..cols].fill(0.0),
-            }
             run_polled(self.threads, total, control, |progress| {
                 let pb = kernel::pack(b.as_slice(), b.dim(), NR);
                 tasks
@@ -248,7 +237,7 @@ impl Backend for CpuBackend {
             run_polled(self.threads, total, control, |progress| {
                 tasks
                     .par_iter()
-                    .map(|(r, c)| scan_task(a, b, offset, k, r.clone(), c.clone(), progress))
+                    .map(|(r, c)| scan_task(a, b, &off, k, r.clone(), c.clone(), progress))
                     .collect::<Result<Vec<_>>>()
             })?
         };
