@@ -9,7 +9,7 @@ PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 export USER=${USER:-$(id -un)}
 
 need_pkgs=()
-for p in postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang pkg-config sudo libopenblas-dev; do
+for p in postgresql-15 postgresql-client-15 postgresql-server-dev-15 libclang-dev clang pkg-config sudo python3-venv; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
