@@ -3,7 +3,7 @@
 use crate::guc;
 use crate::postgres::errors::{fail, or_raise, spi_or_raise};
 use crate::postgres::interrupts::BackendControl;
-use crate::postgres::read::read_vectors;
+use crate::postgres::read::{check_memory, read_vectors};
 use crate::postgres::relation::{ensure_bias_column, resolve, vector_column, Table};
 use crate::postgres::write::{write_bias, RowKeys};
 use nnn_engine::{reference_topk, CpuBackend, Matrix};
@@ -110,6 +110,8 @@ pub fn build(
     };
     let (cand_data, skipped) = cand;
     let what = format!("bias of {}", candidates.sql);
+    // both sets plus each candidate's k kept similarities and their indices
+    check_memory((cand_data.len() + ref_data.len()) * 4 + cand_data.len() / dim * k as usize * 8, &what);
     let c = or_raise(Matrix::from_slice(&cand_data, dim, "candidates"), &what);
     let r = or_raise(Matrix::from_slice(&ref_data, dim, "reference set"), &what);
     let mut control = BackendControl::new(&what).with_rows(c.rows());

@@ -30,7 +30,6 @@ pub struct Rows<K> {
 /// Runs `sql`, whose columns are `(key, embedding::real[] [, extra real])`, and collects the
 /// rows. `what` names the set in errors; `dim` is the expected dimension, if known.
 pub fn read_vectors<K: FromDatum>(sql: &str, args: &[DatumWithOid], what: &str, dim: Option<usize>) -> Rows<K> {
-    let cap_bytes = guc::MAX_MEMORY_MB.get() as usize * 1024 * 1024;
     let mut out = Rows { keys: Vec::new(), data: Vec::new(), extra: Vec::new(), dim: dim.unwrap_or(0), skipped: 0 };
     Spi::connect(|client| {
         let mut cursor = spi_or_raise(client.try_open_cursor(sql, args), "reading embeddings");
@@ -50,19 +49,22 @@ pub fn read_vectors<K: FromDatum>(sql: &str, args: &[DatumWithOid], what: &str, 
                 cx.reset();
                 pg_sys::SPI_freetuptable(pg_sys::SPI_tuptable);
             }
-            if out.data.len() * 4 > cap_bytes {
-                fail(
-                    ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-                    format!(
-                        "{what}: the embeddings need more than nnn.max_memory_mb = {} MiB",
-                        guc::MAX_MEMORY_MB.get()
-                    ),
-                    "SET nnn.max_memory_mb to a larger value (the server must have that much memory free).",
-                );
-            }
+            check_memory(out.data.len() * 4, what);
         }
     });
     out
+}
+
+/// Fails, naming `nnn.max_memory_mb`, when `bytes` of working memory would exceed it.
+pub fn check_memory(bytes: usize, what: &str) {
+    let cap = guc::MAX_MEMORY_MB.get() as usize * 1024 * 1024;
+    if bytes > cap {
+        fail(
+            ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!("{what}: the embeddings need more than nnn.max_memory_mb = {} MiB", guc::MAX_MEMORY_MB.get()),
+            "SET nnn.max_memory_mb to a larger value (the server must have that much memory free).",
+        );
+    }
 }
 
 /// Appends the `n` rows of `SPI_tuptable` to `out`.
