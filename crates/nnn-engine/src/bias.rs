@@ -15,11 +15,6 @@ pub struct ReferenceTopK {
 }
 
 impl ReferenceTopK {
-    /// The largest k this result can give a bias for.
-    pub fn k_max(&self) -> usize {
-        self.sims.k
-    }
-
     /// `bias(r)` = mean of the `k` largest similarities of candidate r (nnn-retrieval's
     /// `alignment_means`), accumulated in f64.
     pub fn bias(&self, k: usize) -> Result<Vec<f32>> {

@@ -38,11 +38,6 @@ impl<'a> Matrix<'a> {
         self.dim
     }
 
-    /// Row `i` as a slice.
-    pub fn row(&self, i: usize) -> &[f32] {
-        &self.data[i * self.dim..(i + 1) * self.dim]
-    }
-
     /// All values, row-major.
     pub fn as_slice(&self) -> &[f32] {
         &self.data

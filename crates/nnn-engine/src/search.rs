@@ -37,11 +37,6 @@ impl<'a> Candidates<'a> {
     pub fn vectors(&self) -> &Matrix<'a> {
         &self.vectors
     }
-
-    /// The biases, if any.
-    pub fn bias(&self) -> Option<&[f32]> {
-        self.bias.as_deref()
-    }
 }
 
 /// The best `min(k, candidates)` candidates for each query row by `q·r − α·bias(r)`, best

@@ -198,10 +198,6 @@ fn scan_task_packed(
 }
 
 impl Backend for CpuBackend {
-    fn name(&self) -> &'static str {
-        "cpu"
-    }
-
     fn topk_products(
         &self,
         a: &Matrix,

@@ -10,9 +10,6 @@ use crate::topk::TopK;
 
 /// Computes, for every row `a_i`, the `k` columns `j` with the largest `a_i·b_j − offset_j`.
 pub trait Backend: Sync {
-    /// Short name for logs and settings (`cpu`, `cuda`, `faiss`).
-    fn name(&self) -> &'static str;
-
     /// Fused product and selection. Callers have checked: equal dimensions, finite values,
     /// `1 ≤ k ≤ b.rows()`, `offset.len() == b.rows()`. Ties go to the lower column index.
     fn topk_products(
