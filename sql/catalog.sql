@@ -37,7 +37,7 @@ CREATE TABLE nnn.changes (
     id         bigint,
     xid        xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id()
 );
-CREATE INDEX changes_index_name ON nnn.changes (index_name);
+CREATE INDEX changes_index_name_id ON nnn.changes (index_name, id);
 ALTER TABLE nnn.changes ENABLE ROW LEVEL SECURITY;
 CREATE POLICY changes_read ON nnn.changes FOR SELECT USING (true);
 CREATE POLICY changes_append ON nnn.changes FOR INSERT WITH CHECK (true);
@@ -62,14 +62,17 @@ BEGIN
         INSERT INTO nnn.changes (index_name, id) VALUES (idx.name, NULL);
         RETURN NULL;
     END IF;
-    IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        EXECUTE format('INSERT INTO nnn.changes (index_name, id) SELECT $1, %1$I FROM nnn_old', idx.id_column)
-            USING idx.name;
-    END IF;
-    IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        EXECUTE format('INSERT INTO nnn.changes (index_name, id) SELECT $1, %1$I FROM nnn_new', idx.id_column)
-            USING idx.name;
-    END IF;
+    -- Each id once per transaction: the bias UPDATE that refresh_rows makes below fires this
+    -- trigger again for ids this statement has just logged.
+    EXECUTE format('INSERT INTO nnn.changes (index_name, id)
+                    SELECT DISTINCT $1, t.id FROM (%s) t(id)
+                    WHERE NOT EXISTS (SELECT 1 FROM nnn.changes c WHERE c.index_name = $1 AND c.id = t.id
+                                        AND c.xid = pg_catalog.pg_current_xact_id())',
+                   CASE TG_OP WHEN 'INSERT' THEN format('SELECT %1$I FROM nnn_new', idx.id_column)
+                              WHEN 'DELETE' THEN format('SELECT %1$I FROM nnn_old', idx.id_column)
+                              ELSE format('SELECT %1$I FROM nnn_old UNION SELECT %1$I FROM nnn_new', idx.id_column)
+                   END)
+        USING idx.name;
     IF TG_OP = 'INSERT' THEN
         EXECUTE format('SELECT array_agg(%1$I::bigint) FROM nnn_new', idx.id_column) INTO ids;
     ELSIF TG_OP = 'UPDATE' THEN

@@ -21,6 +21,11 @@ use std::collections::HashSet;
 /// One query's results, best first: (id, score).
 type Hits = Vec<(i64, f32)>;
 
+/// Orders hits best first, equal scores by id, so cached and fresh results merge the same way.
+fn rank(hits: &mut Hits) {
+    hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+}
+
 /// Runs `queries` (row-major, `dim` each) against index `def`: `k` hits per query.
 fn run(def: &IndexDef, queries: &[f32], dim: usize, k: i32) -> Vec<Hits> {
     if k < 1 {
@@ -81,7 +86,7 @@ fn from_cache(def: &IndexDef, entry: &Entry, queries: &[f32], dim: usize, k: usi
         let cands = candidates(fresh.data, fresh.extra, fresh.dim, what);
         for (all, new) in hits.iter_mut().zip(best(&cands, &fresh.keys, queries, dim, k, None, what)) {
             all.extend(new);
-            all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            rank(all);
             all.truncate(k);
         }
     }
@@ -120,7 +125,7 @@ fn best(
                 .filter(|(id, _)| skip.is_none_or(|s| !s.contains(id)))
                 .take(k)
                 .collect();
-            hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            rank(&mut hits);
             hits
         })
         .collect()

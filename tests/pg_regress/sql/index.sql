@@ -66,6 +66,8 @@ DELETE FROM ci WHERE id = 5;
 INSERT INTO ci VALUES (9, '{9,1,0,0}');
 SELECT id FROM nnn_search('ci', '{1,0,0,0}', 2);
 SELECT count(*) > 0 AS logged FROM nnn.changes WHERE index_name = 'ci';
+-- each statement logs each id once, though its bias update fires the trigger again
+SELECT id, count(*) FROM nnn.changes WHERE index_name = 'ci' GROUP BY id ORDER BY id;
 TRUNCATE ci;
 SELECT count(*) FROM nnn_search('ci', '{1,0,0,0}', 2);
 INSERT INTO ci VALUES (1, '{1,1,0,0}');
