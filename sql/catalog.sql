@@ -27,6 +27,47 @@ CREATE POLICY indexes_owner_delete ON nnn.indexes FOR DELETE USING (
     pg_catalog.pg_has_role((SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = candidates), 'USAGE'));
 GRANT SELECT, INSERT, UPDATE, DELETE ON nnn.indexes TO PUBLIC;
 
+-- Whether the current user may write the catalog rows of index `name` (member of the role
+-- that owns its candidate table).
+CREATE FUNCTION nnn.owns_index(name text) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(pg_catalog.pg_has_role(c.relowner, 'USAGE'), false)
+    FROM nnn.indexes i JOIN pg_catalog.pg_class c ON c.oid = i.candidates WHERE i.name = owns_index.name
+$$;
+
+-- Faiss structures over [embedding, bias] (nnn.set_ann): one row per index that has one.
+-- snapshot and build_xid say what the serialized structure holds: rows written by
+-- transactions that snapshot did not see (other than build_xid itself) come from nnn.changes.
+CREATE TABLE nnn.ann (
+    index_name text PRIMARY KEY REFERENCES nnn.indexes (name) ON DELETE CASCADE,
+    factory    text NOT NULL,
+    snapshot   pg_snapshot,
+    build_xid  xid8,
+    live_rows  bigint,
+    dead_rows  bigint,
+    bytes      bigint,
+    built_at   timestamptz
+);
+-- The serialized structure in 1 MiB pieces: transactional, WAL-logged and replicated with
+-- the rest of the database. Readable only by those who may read the candidate table.
+CREATE TABLE nnn.ann_chunks (
+    index_name text NOT NULL REFERENCES nnn.ann (index_name) ON DELETE CASCADE,
+    seq        integer NOT NULL,
+    data       bytea NOT NULL,
+    PRIMARY KEY (index_name, seq)
+);
+ALTER TABLE nnn.ann_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
+SELECT pg_catalog.pg_extension_config_dump('nnn.ann', '');
+SELECT pg_catalog.pg_extension_config_dump('nnn.ann_chunks', '');
+ALTER TABLE nnn.ann ENABLE ROW LEVEL SECURITY;
+CREATE POLICY ann_read ON nnn.ann FOR SELECT USING (true);
+CREATE POLICY ann_owner_write ON nnn.ann FOR ALL USING (nnn.owns_index(index_name)) WITH CHECK (nnn.owns_index(index_name));
+ALTER TABLE nnn.ann_chunks ENABLE ROW LEVEL SECURITY;
+CREATE POLICY ann_chunks_read ON nnn.ann_chunks FOR SELECT USING (
+    pg_catalog.has_table_privilege((SELECT i.candidates FROM nnn.indexes i WHERE i.name = index_name), 'SELECT'));
+CREATE POLICY ann_chunks_owner_write ON nnn.ann_chunks FOR ALL USING (nnn.owns_index(index_name)) WITH CHECK (nnn.owns_index(index_name));
+GRANT SELECT, INSERT, UPDATE, DELETE ON nnn.ann, nnn.ann_chunks TO PUBLIC;
+
 -- The change log behind nnn_search's per-backend cache: every statement that writes a
 -- candidate table appends the ids it touched, stamped with its transaction id, so a cache built
 -- under one snapshot can tell which rows another snapshot may see differently. Insert-only for
@@ -88,7 +129,8 @@ END
 $$;
 
 -- Empties the change log of an index; bumping log_epoch in the same transaction makes every
--- backend's cache of it rebuild, so no cache ever misses a pruned entry.
+-- backend's cache of it rebuild, so no cache ever misses a pruned entry. Entries that the
+-- index's Faiss structure (nnn.ann) has not absorbed yet stay: it is searched through them.
 CREATE FUNCTION nnn.prune_changes(index_name text) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -99,7 +141,11 @@ BEGIN
         RAISE EXCEPTION 'nnn index "%" does not exist or is not yours', prune_changes.index_name
             USING HINT = 'Only members of the candidate table''s owner role can prune its change log.';
     END IF;
-    DELETE FROM nnn.changes c WHERE c.index_name = prune_changes.index_name;
+    DELETE FROM nnn.changes c WHERE c.index_name = prune_changes.index_name
+        AND NOT EXISTS (SELECT 1 FROM nnn.ann a
+                        WHERE a.index_name = c.index_name AND a.snapshot IS NOT NULL
+                          AND NOT pg_catalog.pg_visible_in_snapshot(c.xid, a.snapshot)
+                          AND c.xid IS DISTINCT FROM a.build_xid);
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END

@@ -1,6 +1,7 @@
 //! The `nnn.*` settings. All are per session (`SET`, `SET LOCAL`, `ALTER ROLE … SET`).
 
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
+use std::ffi::CString;
 
 /// Weight of the bias at query time: score = q·r − alpha·bias(r).
 pub static ALPHA: GucSetting<f64> = GucSetting::<f64>::new(0.75);
@@ -15,6 +16,16 @@ pub static MAX_MEMORY_MB: GucSetting<i32> = GucSetting::<i32>::new(1024);
 
 /// Upper bound, in MiB, on the candidate vectors one backend keeps cached for nnn_search.
 pub static CACHE_MB: GucSetting<i32> = GucSetting::<i32>::new(1024);
+/// Faiss factory string of the index the `faiss` backend builds over the reference set.
+pub static FAISS_BACKEND_INDEX: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"Flat"));
+/// Whether nnn_search uses an index's Faiss structure (nnn.set_ann) when it has one.
+pub static ANN: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// Inverted lists a Faiss IVF structure visits per query (0 = the structure's own, 1).
+pub static PROBES: GucSetting<i32> = GucSetting::<i32>::new(32);
+/// Candidate list length of a Faiss HNSW search (0 = the structure's own, 16).
+pub static EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(64);
+/// Faiss results fetched and re-scored exactly per result asked for.
+pub static RERANK_FACTOR: GucSetting<f64> = GucSetting::<f64>::new(2.0);
 
 /// Values of `nnn.backend`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, PostgresGucEnum)]
@@ -23,6 +34,9 @@ pub enum BackendChoice {
     Auto,
     /// CPU threads (rayon and SIMD GEMM).
     Cpu,
+    /// A Faiss index over the reference set (`nnn.faiss_backend_index`); builds with the
+    /// `faiss` feature only.
+    Faiss,
 }
 
 /// Defines every setting; called from `_PG_init`.
@@ -49,8 +63,8 @@ pub fn init() {
     );
     GucRegistry::define_enum_guc(
         c"nnn.backend",
-        c"Where nnn computes: auto or cpu.",
-        c"auto picks the fastest backend built into this library; this build has the CPU backend.",
+        c"Where nnn computes: auto, cpu or faiss.",
+        c"auto picks the CPU backend; faiss builds nnn.faiss_backend_index over the reference set (builds with the faiss feature).",
         &BACKEND,
         GucContext::Userset,
         GucFlags::default(),
@@ -83,6 +97,64 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::UNIT_MB,
     );
+    GucRegistry::define_string_guc(
+        c"nnn.faiss_backend_index",
+        c"Faiss factory string of the index nnn.backend = faiss builds over the reference set.",
+        c"Flat is exact; e.g. IVF256,Flat is faster and approximate (see nnn.probes).",
+        &FAISS_BACKEND_INDEX,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"nnn.ann",
+        c"Search through an index's Faiss structure (nnn.set_ann) when it has one.",
+        c"off always scans every candidate exactly.",
+        &ANN,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"nnn.probes",
+        c"Inverted lists a Faiss IVF structure visits per query (0 = its own default).",
+        c"More lists: higher recall, slower queries.",
+        &PROBES,
+        0,
+        1 << 20,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"nnn.ef_search",
+        c"Candidate list length of a Faiss HNSW search (0 = its own default).",
+        c"Longer lists: higher recall, slower queries.",
+        &EF_SEARCH,
+        0,
+        1 << 20,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_float_guc(
+        c"nnn.rerank_factor",
+        c"Faiss results re-scored exactly per result asked for.",
+        c"Raise it for compressed structures such as PQ, whose own scores are approximate.",
+        &RERANK_FACTOR,
+        1.0,
+        1000.0,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+}
+
+/// `nnn.probes` and `nnn.ef_search` for a Faiss search.
+#[cfg(feature = "faiss")]
+pub fn ann_params() -> nnn_engine::faiss::ann::AnnParams {
+    nnn_engine::faiss::ann::AnnParams { probes: PROBES.get() as usize, ef_search: EF_SEARCH.get() as usize }
+}
+
+/// The Faiss factory string of `nnn.faiss_backend_index`.
+#[cfg(feature = "faiss")]
+pub fn faiss_backend_index() -> String {
+    FAISS_BACKEND_INDEX.get().map_or_else(|| "Flat".to_string(), |s| s.to_string_lossy().into_owned())
 }
 
 /// `nnn.threads` resolved to a positive count.

@@ -7,12 +7,21 @@ use pgrx::prelude::*;
 mod nnn {
     use super::*;
 
-    /// One row per index whose candidates this session has cached: rows, bytes, and the
-    /// snapshot they were read under. Empty in a fresh session or with nnn.cache_mb = 0.
+    /// One row per index and kind ('rows': candidate vectors; 'faiss': its Faiss structure)
+    /// this session has cached: rows, bytes, and the snapshot they were read under. Empty in a
+    /// fresh session or with nnn.cache_mb = 0.
     #[pg_extern(volatile, parallel_restricted)]
-    fn cache_info(
-    ) -> TableIterator<'static, (name!(index_name, String), name!(rows, i64), name!(bytes, i64), name!(snapshot, String))>
-    {
+    #[allow(clippy::type_complexity)]
+    fn cache_info() -> TableIterator<
+        'static,
+        (
+            name!(index_name, String),
+            name!(kind, String),
+            name!(rows, i64),
+            name!(bytes, i64),
+            name!(snapshot, String),
+        ),
+    > {
         TableIterator::new(cache::describe())
     }
 }

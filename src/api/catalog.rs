@@ -32,6 +32,21 @@ pub struct IndexDef {
     pub k: i32,
     /// The caller's snapshot and what it allows the search cache to do.
     pub now: Situation,
+    /// The index's Faiss structure, if it has one (`nnn.set_ann`).
+    pub ann: Option<AnnDef>,
+}
+
+/// An index's row of `nnn.ann`.
+#[cfg_attr(not(feature = "faiss"), allow(dead_code))] // searched through with the faiss feature only
+pub struct AnnDef {
+    /// Faiss factory string.
+    pub factory: String,
+    /// Snapshot its rows were read under (None until built).
+    pub snapshot: Option<String>,
+    /// The transaction that built it, whose own writes it holds.
+    pub build_xid: Option<String>,
+    /// Cache key: changes whenever the structure is rewritten.
+    pub key: String,
 }
 
 /// Looks up index `name`, or the only index when `name` is None, in one read-only query that
@@ -45,19 +60,23 @@ pub fn lookup(name: Option<&str>) -> IndexDef {
                     pg_catalog.pg_current_snapshot()::text,
                     pg_catalog.pg_current_xact_id_if_assigned() IS NULL,
                     c.relrowsecurity IS NOT FALSE OR NOT pg_catalog.has_table_privilege(c.oid, 'SELECT'),
-                    format('%s|%s|%s|%s', c.oid, c.relfilenode, i.built_at, i.log_epoch)
+                    format('%s|%s|%s|%s', c.oid, c.relfilenode, i.built_at, i.log_epoch),
+                    a.factory, a.snapshot::text, a.build_xid::text, format('%s|%s|%s', c.oid, c.relfilenode, a.xmin)
              FROM nnn.indexes i LEFT JOIN pg_catalog.pg_class c ON c.oid = i.candidates
+                  LEFT JOIN nnn.ann a ON a.index_name = i.name
              WHERE $1::text IS NULL OR i.name = $1 ORDER BY i.name LIMIT 2",
             None,
             &[DatumWithOid::from(name)],
         );
         let mut out = Vec::new();
         for row in spi_or_raise(rows, "reading nnn.indexes") {
-            let text = |i| spi_or_raise(row.get::<String>(i), "reading nnn.indexes").unwrap_or_default();
+            let maybe = |i| spi_or_raise(row.get::<String>(i), "reading nnn.indexes");
+            let text = |i| maybe(i).unwrap_or_default();
             let oid = |i| spi_or_raise(row.get::<pg_sys::Oid>(i), "reading nnn.indexes").unwrap_or(pg_sys::InvalidOid);
             let flag = |i| spi_or_raise(row.get::<bool>(i), "reading nnn.indexes").unwrap_or(false);
             let k = spi_or_raise(row.get::<i32>(10), "reading nnn.indexes").unwrap_or(0);
-            let usable = guc::CACHE_MB.get() > 0 && !flag(13);
+            let readable = !flag(13);
+            let usable = readable && guc::CACHE_MB.get() > 0;
             out.push(IndexDef {
                 name: text(1),
                 candidates: Table { oid: oid(2), sql: text(3) },
@@ -67,7 +86,8 @@ pub fn lookup(name: Option<&str>) -> IndexDef {
                 reference_embedding: quote_identifier(text(8)),
                 bias_column: quote_identifier(text(9)),
                 k,
-                now: Situation { key: text(14), snapshot: text(11), usable, storable: usable && flag(12) },
+                now: Situation { key: text(14), snapshot: text(11), readable, usable, storable: usable && flag(12) },
+                ann: maybe(15).map(|factory| AnnDef { factory, snapshot: maybe(16), build_xid: maybe(17), key: text(18) }),
             });
         }
         out
@@ -127,7 +147,8 @@ mod nnn {
 
     /// Registers `name`: candidates with a unique integer `id` and an `embedding`, biased
     /// against `reference`'s `reference_embedding` with `k` neighbours. Builds the bias column
-    /// and installs triggers that give inserted and updated rows their bias.
+    /// and installs triggers that give inserted and updated rows their bias; with `ann`, a
+    /// Faiss factory string, also builds a Faiss structure for approximate search.
     #[pg_extern(volatile, parallel_unsafe)]
     #[allow(clippy::too_many_arguments)]
     fn create_index(
@@ -139,6 +160,7 @@ mod nnn {
         reference_embedding: &str,
         k: default!(i32, 128),
         bias_column: default!(&str, "'nnn_bias'"),
+        ann: default!(Option<&str>, "NULL"),
     ) -> TableIterator<
         'static,
         (name!(rows, i64), name!(skipped, i64), name!(reference_rows, i64), name!(k, i32), name!(seconds, f64)),
@@ -176,6 +198,7 @@ mod nnn {
             reference: refs,
             k,
             now: Situation::none(),
+            ann: None,
         };
         spi_or_raise(
             Spi::run_with_args(
@@ -206,6 +229,9 @@ mod nnn {
                 "creating the triggers",
             );
         }
+        if let Some(factory) = ann {
+            crate::api::ann::build(&def, factory);
+        }
         report_row(report, k)
     }
 
@@ -230,7 +256,8 @@ mod nnn {
         true
     }
 
-    /// Recomputes every bias of index `name` (after the reference set changed).
+    /// Recomputes every bias of index `name` (after the reference set changed) and retrains
+    /// its Faiss structure, if it has one.
     #[pg_extern(volatile, parallel_unsafe)]
     fn refresh(
         name: &str,
@@ -240,7 +267,11 @@ mod nnn {
     > {
         let def = lookup(Some(name));
         let k = def.k;
-        report_row(rebuild(&def), k)
+        let report = rebuild(&def);
+        if let Some(ann) = &def.ann {
+            crate::api::ann::build(&def, &ann.factory);
+        }
+        report_row(report, k)
     }
 
     /// Recomputes the biases of the rows of index `name` whose id is in `ids`; rows whose

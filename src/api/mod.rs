@@ -1,5 +1,6 @@
 //! The user-facing SQL surface, one file per concept.
 
+pub mod ann;
 pub mod bias;
 pub mod cache;
 pub mod catalog;

@@ -51,8 +51,7 @@ fn nnn_score(embedding: Array<f32>, query: Array<f32>, bias: f64, alpha: default
             "The query must have the dimension of the stored embeddings.",
         );
     }
-    let dot: f32 = r.iter().zip(&q).map(|(a, b)| a * b).sum();
-    dot - alpha as f32 * bias as f32
+    nnn_engine::score(&q, &r, bias as f32, alpha as f32)
 }
 
 #[cfg(any(test, feature = "pg_test"))]

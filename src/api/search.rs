@@ -7,7 +7,7 @@ use super::bias::backend;
 use super::catalog::{lookup, IndexDef};
 use super::score::vector_arg;
 use crate::guc;
-use crate::postgres::cache::{self, Entry};
+use crate::postgres::cache::{self, Content, Entry};
 use crate::postgres::errors::{fail, or_raise};
 use crate::postgres::interrupts::BackendControl;
 use crate::postgres::read::read_vectors;
@@ -19,10 +19,10 @@ use pgrx::PgSqlErrorCode::*;
 use std::collections::HashSet;
 
 /// One query's results, best first: (id, score).
-type Hits = Vec<(i64, f32)>;
+pub type Hits = Vec<(i64, f32)>;
 
 /// Orders hits best first, equal scores by id, so cached and fresh results merge the same way.
-fn rank(hits: &mut Hits) {
+pub fn rank(hits: &mut Hits) {
     hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
 }
 
@@ -33,9 +33,13 @@ fn run(def: &IndexDef, queries: &[f32], dim: usize, k: i32) -> Vec<Hits> {
     }
     let k = k as usize;
     let what = format!("nnn index \"{}\"", def.name);
+    #[cfg(feature = "faiss")]
+    if let Some(hits) = super::ann::search(def, queries, dim, k, &what) {
+        return hits;
+    }
     let now = &def.now;
     if now.usable {
-        let hit = cache::with_entry(&def.name, &now.key, |entry| from_cache(def, entry, queries, dim, k, &what));
+        let hit = cache::with_entry(&def.name, "rows", &now.key, |entry| from_cache(def, entry, queries, dim, k, &what));
         if let Some(Some(hits)) = hit {
             return hits;
         }
@@ -46,13 +50,13 @@ fn run(def: &IndexDef, queries: &[f32], dim: usize, k: i32) -> Vec<Hits> {
     let hits = best(&cands, &rows.keys, queries, dim, k, None, &what);
     if now.storable {
         let (key, snapshot) = (now.key.clone(), now.snapshot.clone());
-        cache::store(&def.name, Entry { key, snapshot, ids: rows.keys, cands });
+        cache::store(&def.name, Entry::rows(key, snapshot, rows.keys, cands));
     }
     hits
 }
 
 /// The candidate rows' query: id, embedding as real[], bias; `filter` is an optional WHERE.
-fn select_rows(def: &IndexDef, filter: &str) -> String {
+pub fn select_rows(def: &IndexDef, filter: &str) -> String {
     format!(
         "SELECT {id}::bigint, {e}::real[], {b} FROM {t} {filter}",
         id = def.id_column,
@@ -62,25 +66,45 @@ fn select_rows(def: &IndexDef, filter: &str) -> String {
     )
 }
 
-fn candidates(data: Vec<f32>, bias: Vec<f32>, dim: usize, what: &str) -> Candidates<'static> {
+/// Checked candidates from rows read by [`select_rows`].
+pub fn candidates(data: Vec<f32>, bias: Vec<f32>, dim: usize, what: &str) -> Candidates<'static> {
     let vectors = or_raise(Matrix::from_vec(data, dim, "candidates"), what);
     or_raise(Candidates::new(vectors, Some(bias)), what)
 }
 
 /// The cached rows minus those changed since the entry's snapshot, plus the changed rows as
 /// the caller sees them now; None when the entry cannot be brought up to date.
+#[allow(irrefutable_let_patterns)] // a second kind of entry exists with the faiss feature
 fn from_cache(def: &IndexDef, entry: &Entry, queries: &[f32], dim: usize, k: usize, what: &str) -> Option<Vec<Hits>> {
-    let changed = cache::changed_since(&def.name, entry)?;
+    let Content::Rows { ids, cands } = &entry.content else { return None };
+    let changed = cache::changed_since(&def.name, &entry.snapshot, None, entry.rows)?;
     let skip: HashSet<i64> = changed.iter().copied().collect();
-    let mut hits = best(&entry.cands, &entry.ids, queries, dim, k, Some(&skip), what);
+    let mut hits = best(cands, ids, queries, dim, k, Some(&skip), what);
+    merge_fresh(def, changed, cands.vectors().dim(), queries, dim, k, &mut hits, what);
+    Some(hits)
+}
+
+/// Reads the rows of `changed` as the caller sees them now (those still visible) and merges
+/// their scores into `hits`, keeping the `k` best per query.
+#[allow(clippy::too_many_arguments)]
+pub fn merge_fresh(
+    def: &IndexDef,
+    changed: Vec<i64>,
+    rows_dim: usize,
+    queries: &[f32],
+    dim: usize,
+    k: usize,
+    hits: &mut [Hits],
+    what: &str,
+) {
     if changed.is_empty() {
-        return Some(hits);
+        return;
     }
     let fresh = read_vectors::<i64>(
         &select_rows(def, &format!("WHERE {} = ANY($1)", def.id_column)),
         &[DatumWithOid::from(changed)],
         what,
-        Some(entry.cands.vectors().dim()),
+        Some(rows_dim),
     );
     if !fresh.keys.is_empty() {
         let cands = candidates(fresh.data, fresh.extra, fresh.dim, what);
@@ -90,11 +114,51 @@ fn from_cache(def: &IndexDef, entry: &Entry, queries: &[f32], dim: usize, k: usi
             all.truncate(k);
         }
     }
-    Some(hits)
+}
+
+/// Scores the ids a Faiss structure proposed for each query exactly, on the rows as the
+/// caller sees them now (rows no longer visible drop out), keeping the `k` best per query.
+#[cfg(feature = "faiss")]
+pub fn best_ann(
+    def: &IndexDef,
+    proposed: &[Vec<i64>],
+    rows_dim: usize,
+    queries: &[f32],
+    dim: usize,
+    k: usize,
+    what: &str,
+) -> Vec<Hits> {
+    let mut ids: Vec<i64> = proposed.iter().flatten().copied().collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let rows = read_vectors::<i64>(
+        &select_rows(def, &format!("WHERE {} = ANY($1)", def.id_column)),
+        &[DatumWithOid::from(ids)],
+        what,
+        Some(rows_dim),
+    );
+    let keys = rows.keys;
+    let cands = candidates(rows.data, rows.extra, rows_dim, what);
+    let at: std::collections::HashMap<i64, usize> = keys.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+    let (v, bias) = (cands.vectors().as_slice(), cands.bias().unwrap_or_default());
+    let alpha = guc::ALPHA.get() as f32;
+    proposed
+        .iter()
+        .zip(queries.chunks_exact(dim))
+        .map(|(ids, q)| {
+            let mut hits: Hits = ids
+                .iter()
+                .filter_map(|id| at.get(id).map(|&i| (*id, nnn_engine::score(q, &v[i * rows_dim..(i + 1) * rows_dim], bias[i], alpha))))
+                .collect();
+            rank(&mut hits);
+            hits.truncate(k);
+            hits
+        })
+        .collect()
 }
 
 /// The `k` best of `cands` (ids `ids`) per query, leaving out the ids in `skip`.
-fn best(
+pub fn best(
     cands: &Candidates,
     ids: &[i64],
     queries: &[f32],
@@ -114,7 +178,7 @@ fn best(
     let extra = skip.map_or(0, HashSet::len);
     let mut control = BackendControl::new(format!("search of {what}"));
     let alpha = guc::ALPHA.get() as f32;
-    let top = or_raise(search(&backend(), cands, alpha, &q, k + extra, &mut control), what);
+    let top = or_raise(search(&*backend(), cands, alpha, &q, k + extra, &mut control), what);
     (0..top.rows)
         .map(|r| {
             let mut hits: Hits = top

@@ -40,6 +40,11 @@ pub fn raise(err: EngineError, context: &str) -> ! {
         EngineError::InvalidParameter { .. } => {
             fail(ERRCODE_INVALID_PARAMETER_VALUE, format!("{context}: {err}"), "Check nnn.alpha and nnn.threads.")
         }
+        EngineError::Faiss { .. } => fail(
+            ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
+            format!("{context}: {err}"),
+            "Check the Faiss factory string (e.g. 'IVF1024,Flat', 'HNSW32,Flat'); IVF structures need at least as many rows as lists to train.",
+        ),
         EngineError::WorkerPanic(_) => fail(
             ERRCODE_INTERNAL_ERROR,
             format!("{context}: {err}"),

@@ -1,7 +1,9 @@
 //! PostgreSQL integration: errors, interrupts and progress, relation names, reading vectors
-//! out of tables and writing biases back, the snapshot-checked search cache. Only the
-//! backend's main thread runs this code.
+//! out of tables and writing biases back, the snapshot-checked search cache, and storing
+//! Faiss structures. Only the backend's main thread runs this code.
 
+#[cfg(feature = "faiss")]
+pub mod ann_store;
 pub mod cache;
 pub mod errors;
 pub mod interrupts;

@@ -19,6 +19,8 @@ pub enum EngineError {
     InvalidParameter { name: &'static str, value: String },
     /// The caller's control callback asked to stop.
     Cancelled,
+    /// Faiss refused or failed an operation (`what`), with its own message.
+    Faiss { what: &'static str, message: String },
     /// A worker thread panicked; the message is the panic payload.
     WorkerPanic(String),
 }
@@ -41,6 +43,7 @@ impl fmt::Display for EngineError {
             }
             Self::InvalidParameter { name, value } => write!(f, "invalid {name}: {value}"),
             Self::Cancelled => write!(f, "cancelled"),
+            Self::Faiss { what, message } => write!(f, "Faiss {what} failed: {message}"),
             Self::WorkerPanic(msg) => write!(f, "a worker thread panicked: {msg}"),
         }
     }

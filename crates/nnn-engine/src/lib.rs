@@ -5,6 +5,7 @@
 //!   whose prefix mean is the NNN bias.
 //! - [`search::search`]: top-k of `q·r − α·bias(r)` for one query or a batch.
 //! - [`dn::DistributionShift`]: the DN ranker's mean shifts.
+//! - `faiss` (feature `faiss`): approximate search over `[r, bias]` and a Faiss backend.
 //!
 //! Work runs on a rayon pool of an explicit size; a [`control::Control`] polled on the
 //! caller's thread can cancel it and sees its progress.
@@ -14,6 +15,8 @@ pub mod bias;
 pub mod control;
 pub mod dn;
 pub mod error;
+#[cfg(feature = "faiss")]
+pub mod faiss;
 pub mod matrix;
 pub mod run;
 pub mod search;
@@ -25,5 +28,5 @@ pub use control::{Control, Unwatched};
 pub use dn::DistributionShift;
 pub use error::{EngineError, Result};
 pub use matrix::Matrix;
-pub use search::{search, Candidates};
+pub use search::{score, search, Candidates};
 pub use topk::TopK;

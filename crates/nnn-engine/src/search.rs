@@ -37,6 +37,17 @@ impl<'a> Candidates<'a> {
     pub fn vectors(&self) -> &Matrix<'a> {
         &self.vectors
     }
+
+    /// One bias per row, if the candidates have them.
+    pub fn bias(&self) -> Option<&[f32]> {
+        self.bias.as_deref()
+    }
+}
+
+/// `q·r − α·bias` of one candidate in plain `f32` arithmetic (callers check the lengths).
+pub fn score(query: &[f32], row: &[f32], bias: f32, alpha: f32) -> f32 {
+    let dot: f32 = query.iter().zip(row).map(|(a, b)| a * b).sum();
+    dot - alpha * bias
 }
 
 /// The best `min(k, candidates)` candidates for each query row by `q·r − α·bias(r)`, best

@@ -1,0 +1,278 @@
+//! An approximate NNN index: a Faiss index over `[r, bias]`, searched with `[q, −α]`, so α
+//! changes per query without a rebuild. Faiss labels are slots (insertion order); each slot
+//! maps to a candidate id. Replacing or deleting an id marks its old slot dead, so rows can
+//! be added and removed without retraining, whatever the Faiss structure.
+
+use super::{augmented, faiss_error, native};
+use crate::control::Control;
+use crate::error::{EngineError, Result};
+use crate::matrix::Matrix;
+use crate::run::run_polled;
+use crate::search::Candidates;
+use faiss::index::autotune::ParameterSpace;
+use faiss::index::IndexImpl;
+use faiss::{index_factory, Index, MetricType};
+use std::collections::{HashMap, HashSet};
+
+/// Rows added, or queries searched, per Faiss call; cancellation is checked between calls.
+const BLOCK: usize = 16_384;
+/// First bytes of [`AnnIndex::to_bytes`]'s format.
+const MAGIC: &[u8; 8] = b"NNNANN01";
+
+/// Per-search knobs; 0 leaves the index's own value.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AnnParams {
+    /// Inverted lists visited per query (IVF structures).
+    pub probes: usize,
+    /// Candidate list length while searching (HNSW structures).
+    pub ef_search: usize,
+}
+
+/// A Faiss index over augmented candidate vectors with its slot → id map.
+pub struct AnnIndex {
+    index: IndexImpl,
+    factory: String,
+    dim: usize,
+    ids: Vec<i64>,
+    dead: Vec<bool>,
+    live: HashMap<i64, usize>,
+}
+
+impl AnnIndex {
+    /// Trains a Faiss `factory` structure (e.g. `IVF1024,Flat`, `HNSW32`) on `cands` and adds
+    /// them; `ids[i]` names row `i`. Inner-product metric over `[r, bias]`.
+    pub fn build(
+        factory: &str,
+        cands: &Candidates,
+        ids: &[i64],
+        threads: usize,
+        control: &mut dyn Control,
+    ) -> Result<Self> {
+        let v = cands.vectors();
+        v.check_not_empty("candidates")?;
+        check_ids(ids, v.rows())?;
+        let dim = v.dim();
+        let data = augmented(v.as_slice(), dim, bias_values(cands));
+        let index = run_polled(threads, v.rows() as u64, control, |progress| {
+            native::set_threads(threads);
+            let mut index = index_factory(dim as u32 + 1, factory, MetricType::InnerProduct)
+                .map_err(|e| faiss_error("factory", e))?;
+            if !index.is_trained() {
+                index.train(&data).map_err(|e| faiss_error("train", e))?;
+            }
+            for block in data.chunks(BLOCK * (dim + 1)) {
+                if progress.cancelled() {
+                    return Err(EngineError::Cancelled);
+                }
+                index.add(block).map_err(|e| faiss_error("add", e))?;
+                progress.add((block.len() / (dim + 1)) as u64);
+            }
+            Ok(index)
+        })?;
+        let mut out = Self { index, factory: factory.to_string(), dim, ids: Vec::new(), dead: Vec::new(), live: HashMap::new() };
+        out.record(ids);
+        Ok(out)
+    }
+
+    fn record(&mut self, ids: &[i64]) {
+        for &id in ids {
+            if let Some(old) = self.live.insert(id, self.ids.len()) {
+                self.dead[old] = true;
+            }
+            self.ids.push(id);
+            self.dead.push(false);
+        }
+    }
+
+    /// Adds `cands` under `ids` without retraining; an id already present is replaced.
+    pub fn add(&mut self, cands: &Candidates, ids: &[i64], threads: usize, control: &mut dyn Control) -> Result<()> {
+        let v = cands.vectors();
+        if v.rows() == 0 {
+            return Ok(());
+        }
+        v.check_dim(self.dim, "added rows vs index")?;
+        check_ids(ids, v.rows())?;
+        let data = augmented(v.as_slice(), self.dim, bias_values(cands));
+        let row = self.dim + 1;
+        let index = &mut self.index;
+        run_polled(threads, v.rows() as u64, control, |progress| {
+            native::set_threads(threads);
+            for block in data.chunks(BLOCK * row) {
+                if progress.cancelled() {
+                    return Err(EngineError::Cancelled);
+                }
+                index.add(block).map_err(|e| faiss_error("add", e))?;
+                progress.add((block.len() / row) as u64);
+            }
+            Ok(())
+        })?;
+        self.record(ids);
+        Ok(())
+    }
+
+    /// Marks the slots of `ids` dead (deleted or about to be replaced).
+    pub fn remove(&mut self, ids: &HashSet<i64>) {
+        for id in ids {
+            if let Some(slot) = self.live.remove(id) {
+                self.dead[slot] = true;
+            }
+        }
+    }
+
+    /// The ids of the (about) `k` best live rows by `q·r − α·bias(r)` for each query row, best
+    /// first by the index's own (possibly approximate) scores, leaving out the ids in `skip`
+    /// (rows the caller scores from fresher data); callers re-score exactly.
+    #[allow(clippy::too_many_arguments)]
+    pub fn search(
+        &self,
+        queries: &Matrix,
+        alpha: f32,
+        k: usize,
+        skip: &HashSet<i64>,
+        params: AnnParams,
+        threads: usize,
+        control: &mut dyn Control,
+    ) -> Result<Vec<Vec<i64>>> {
+        if !alpha.is_finite() {
+            return Err(EngineError::InvalidParameter { name: "alpha", value: alpha.to_string() });
+        }
+        let total = self.ids.len();
+        if k == 0 || total == 0 {
+            return Err(EngineError::KOutOfRange { k, max: total, what: "results per query" });
+        }
+        queries.check_dim(self.dim, "query vs index")?;
+        queries.check_finite("query")?;
+        self.apply(params)?;
+        let dead = self.ids.len() - self.live.len();
+        let fetch = (k + dead + skip.len()).min(total);
+        let q = augmented(queries.as_slice(), self.dim, std::iter::repeat(-alpha));
+        let row = self.dim + 1;
+        let labels = run_polled(threads, queries.rows() as u64, control, |progress| {
+            native::set_threads(threads);
+            let mut labels = Vec::with_capacity(queries.rows() * fetch);
+            for block in q.chunks(BLOCK * row) {
+                if progress.cancelled() {
+                    return Err(EngineError::Cancelled);
+                }
+                labels.extend(native::search(&self.index, block, fetch)?.1);
+                progress.add((block.len() / row) as u64);
+            }
+            Ok(labels)
+        })?;
+        Ok(labels
+            .chunks(fetch)
+            .map(|found| {
+                found
+                    .iter()
+                    .filter(|&&slot| slot >= 0 && !self.dead[slot as usize])
+                    .map(|&slot| self.ids[slot as usize])
+                    .filter(|id| !skip.contains(id))
+                    .take(k)
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// Sets the search knobs that apply to this structure.
+    fn apply(&self, params: AnnParams) -> Result<()> {
+        let space = ParameterSpace::new().map_err(|e| faiss_error("parameters", e))?;
+        let upper = self.factory.to_ascii_uppercase();
+        if params.probes > 0 && upper.contains("IVF") {
+            space.set_index_parameter(&self.index, "nprobe", params.probes as f64).map_err(|e| faiss_error("nprobe", e))?;
+        }
+        if params.ef_search > 0 && upper.contains("HNSW") {
+            let name = if upper.starts_with("HNSW") { "efSearch" } else { "quantizer_efSearch" };
+            space.set_index_parameter(&self.index, name, params.ef_search as f64).map_err(|e| faiss_error("efSearch", e))?;
+        }
+        Ok(())
+    }
+
+    /// The Faiss factory string this index was built with.
+    pub fn factory(&self) -> &str {
+        &self.factory
+    }
+
+    /// Candidate dimension (the index holds one more: the bias).
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Rows that searches can return.
+    pub fn live_rows(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Slots of removed or replaced rows, still held until a rebuild.
+    pub fn dead_rows(&self) -> usize {
+        self.ids.len() - self.live.len()
+    }
+
+    /// Self-contained bytes: a header, the slot ids and dead flags, then Faiss's own format.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let body = native::to_bytes(&self.index)?;
+        let mut out = Vec::with_capacity(body.len() + self.ids.len() * 9 + 64);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&(self.dim as u64).to_le_bytes());
+        out.extend_from_slice(&(self.factory.len() as u64).to_le_bytes());
+        out.extend_from_slice(self.factory.as_bytes());
+        out.extend_from_slice(&(self.ids.len() as u64).to_le_bytes());
+        self.ids.iter().for_each(|id| out.extend_from_slice(&id.to_le_bytes()));
+        out.extend(self.dead.iter().map(|&d| d as u8));
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    /// Reads [`to_bytes`](Self::to_bytes)'s output back.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let bad = |why: &str| faiss_error("deserialize", why);
+        let mut r = Reader(bytes);
+        if r.take(8).ok_or_else(|| bad("truncated"))? != MAGIC {
+            return Err(bad("not an nnn Faiss index"));
+        }
+        let dim = r.u64().ok_or_else(|| bad("truncated"))? as usize;
+        let flen = r.u64().ok_or_else(|| bad("truncated"))? as usize;
+        let factory = String::from_utf8(r.take(flen).ok_or_else(|| bad("truncated"))?.to_vec())
+            .map_err(|_| bad("factory is not UTF-8"))?;
+        let n = r.u64().ok_or_else(|| bad("truncated"))? as usize;
+        let id_bytes = r.take(n.checked_mul(8).ok_or_else(|| bad("bad row count"))?).ok_or_else(|| bad("truncated"))?;
+        let ids: Vec<i64> = id_bytes.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
+        let dead: Vec<bool> = r.take(n).ok_or_else(|| bad("truncated"))?.iter().map(|&b| b != 0).collect();
+        let index = native::from_bytes(r.0)?;
+        if index.d() as usize != dim + 1 || index.ntotal() as usize != n {
+            return Err(bad("header does not match the Faiss index"));
+        }
+        let live = ids.iter().zip(&dead).enumerate().filter(|(_, (_, &d))| !d).map(|(slot, (&id, _))| (id, slot)).collect();
+        Ok(Self { index, factory, dim, ids, dead, live })
+    }
+}
+
+/// Reads a byte string front to back.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Some(head)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8).map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+    }
+}
+
+fn check_ids(ids: &[i64], rows: usize) -> Result<()> {
+    if ids.len() != rows {
+        return Err(EngineError::DimensionMismatch { what: "ids vs candidate rows", expected: rows, found: ids.len() });
+    }
+    Ok(())
+}
+
+/// Each candidate's bias, 0 where the candidates have none.
+fn bias_values<'c>(cands: &'c Candidates) -> impl Iterator<Item = f32> + 'c {
+    let bias = cands.bias();
+    (0..cands.vectors().rows()).map(move |i| bias.map_or(0.0, |b| b[i]))
+}

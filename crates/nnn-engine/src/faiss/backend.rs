@@ -1,0 +1,91 @@
+//! The Faiss backend: the fused product and top-k through a Faiss index over `b` — exact with
+//! `Flat` (Faiss's BLAS path), approximate with e.g. `IVF256,Flat`.
+
+use super::ann::AnnParams;
+use super::{augmented, faiss_error, native};
+use crate::backend::Backend;
+use crate::control::Control;
+use crate::error::{EngineError, Result};
+use crate::matrix::Matrix;
+use crate::run::run_polled;
+use crate::topk::{sort_best_first, TopK};
+use faiss::index::autotune::ParameterSpace;
+use faiss::{index_factory, Index, MetricType};
+
+/// Rows of `a` per Faiss search call; cancellation is checked between calls.
+const BLOCK: usize = 4096;
+
+/// Top-k through a Faiss index built over `b` on every call.
+#[derive(Debug, Clone)]
+pub struct FaissBackend {
+    threads: usize,
+    factory: String,
+    params: AnnParams,
+}
+
+impl FaissBackend {
+    /// A backend building `factory` (e.g. `Flat`) with OpenMP limited to `threads`.
+    pub fn new(factory: &str, params: AnnParams, threads: usize) -> Result<Self> {
+        if threads == 0 {
+            return Err(EngineError::InvalidParameter { name: "threads", value: "0".into() });
+        }
+        Ok(Self { threads, factory: factory.to_string(), params })
+    }
+}
+
+impl Backend for FaissBackend {
+    fn topk_products(
+        &self,
+        a: &Matrix,
+        b: &Matrix,
+        offset: Option<&[f32]>,
+        k: usize,
+        control: &mut dyn Control,
+    ) -> Result<TopK> {
+        // a·b_j − offset_j = [a, 1]·[b_j, −offset_j]
+        let (a_data, b_data, d) = match offset {
+            Some(off) => (
+                augmented(a.as_slice(), a.dim(), std::iter::repeat(1.0)),
+                augmented(b.as_slice(), b.dim(), off.iter().map(|&o| -o)),
+                a.dim() + 1,
+            ),
+            None => (a.as_slice().to_vec(), b.as_slice().to_vec(), a.dim()),
+        };
+        let rows = a.rows();
+        let (mut values, labels) = run_polled(self.threads, rows as u64, control, |progress| {
+            native::set_threads(self.threads);
+            let mut index =
+                index_factory(d as u32, &self.factory, MetricType::InnerProduct).map_err(|e| faiss_error("factory", e))?;
+            if !index.is_trained() {
+                index.train(&b_data).map_err(|e| faiss_error("train", e))?;
+            }
+            index.add(&b_data).map_err(|e| faiss_error("add", e))?;
+            if self.params.probes > 0 && self.factory.to_ascii_uppercase().contains("IVF") {
+                let space = ParameterSpace::new().map_err(|e| faiss_error("parameters", e))?;
+                space.set_index_parameter(&index, "nprobe", self.params.probes as f64).map_err(|e| faiss_error("nprobe", e))?;
+            }
+            let (mut values, mut labels) = (Vec::with_capacity(rows * k), Vec::with_capacity(rows * k));
+            for block in a_data.chunks(BLOCK * d) {
+                if progress.cancelled() {
+                    return Err(EngineError::Cancelled);
+                }
+                let (v, l) = native::search(&index, block, k)?;
+                values.extend(v);
+                labels.extend(l);
+                progress.add((block.len() / d) as u64);
+            }
+            Ok((values, labels))
+        })?;
+        if labels.iter().any(|&l| l < 0) {
+            return Err(faiss_error(
+                "search",
+                format!("the {} index found fewer than k = {k} neighbours for some rows; visit more lists", self.factory),
+            ));
+        }
+        let mut indices: Vec<u32> = labels.into_iter().map(|l| l as u32).collect();
+        for (v, i) in values.chunks_mut(k).zip(indices.chunks_mut(k)) {
+            sort_best_first(v, i);
+        }
+        Ok(TopK { rows, k, values, indices })
+    }
+}
