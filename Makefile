@@ -9,6 +9,14 @@ export NNN_VENV ?= $(NNN_CACHE)/venv
 export USER ?= root
 export PATH := $(dir $(PG_CONFIG)):$(HOME)/.cargo/bin:$(PATH)
 PGRX_TEST_PGDATA ?= /var/tmp/nnn-pgrx-test/data
+# Cargo features every build here uses: the Faiss structures and backend (bundled Faiss,
+# built once with cmake into the shared target directory). FEATURES= builds without.
+FEATURES ?= faiss
+FEATURE_FLAGS = $(if $(FEATURES),--features "$(FEATURES)")
+# Faiss's cmake build targets generic x86-64 unless told: give it the CPU's SIMD.
+ifneq ($(shell grep -m1 -ow avx2 /proc/cpuinfo 2>/dev/null),)
+export CXXFLAGS ?= -mavx2 -mfma -mf16c -mpopcnt
+endif
 
 .PHONY: setup test test-engine test-pgrx install test-db demo bench bench-engine lint
 
@@ -22,16 +30,16 @@ test: setup test-engine test-pgrx install test-db
 
 ## 1. the engine, without PostgreSQL
 test-engine:
-	cargo test -p nnn-engine --release
+	cargo test -p nnn-engine --release $(FEATURE_FLAGS)
 
 ## 2. #[pg_test] functions inside a PostgreSQL that cargo-pgrx runs as the postgres user
 test-pgrx:
 	mkdir -p $(dir $(PGRX_TEST_PGDATA)) && chown postgres $(dir $(PGRX_TEST_PGDATA))
-	cargo pgrx test pg15 --runas postgres --pgdata $(PGRX_TEST_PGDATA)
+	cargo pgrx test pg15 --release $(FEATURE_FLAGS) --runas postgres --pgdata $(PGRX_TEST_PGDATA)
 
 ## install the release build into the system PostgreSQL 15
 install:
-	cargo pgrx install --release --pg-config $(PG_CONFIG)
+	cargo pgrx install --release $(FEATURE_FLAGS) --pg-config $(PG_CONFIG)
 
 ## 3 + 4. pg_regress and the integration tests on a throw-away cluster
 test-db:
@@ -46,8 +54,9 @@ bench: setup install
 	bash scripts/bench.sh
 
 bench-engine:
-	cargo bench -p nnn-engine --bench engine
+	cargo bench -p nnn-engine --bench engine $(FEATURE_FLAGS)
 
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets $(FEATURE_FLAGS) -- -D warnings

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing nnn needs on Debian 12, as root, and nothing more:
-# Debian packages for PostgreSQL 15 headers and bindgen, cargo-pgrx 0.18.1, and pgrx's
-# registration of the system PostgreSQL 15. Each step is skipped when already done.
+# Debian packages for PostgreSQL 15 headers and bindgen, cmake and OpenBLAS for the bundled
+# Faiss (feature faiss), cargo-pgrx 0.18.1, and pgrx's registration of the system PostgreSQL 15. Each step is skipped when already done.
 set -euo pipefail
 
 PGRX_VERSION=0.18.1
@@ -9,7 +9,8 @@ PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 export USER=${USER:-$(id -un)}
 
 need_pkgs=()
-for p in postgresql-15 postgresql-client-15 postgresql-server-dev-15 libclang-dev clang pkg-config sudo python3-venv; do
+for p in postgresql-15 postgresql-client-15 postgresql-server-dev-15 libclang-dev clang pkg-config sudo python3-venv \
+         cmake g++ libopenblas-dev; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -21,12 +21,7 @@ pub struct AnnReport {
     pub seconds: f64,
 }
 
-type ReportRow = TableIterator<
-    'static,
-    (name!(live_rows, i64), name!(dead_rows, i64), name!(bytes, i64), name!(seconds, f64)),
->;
-
-fn report_row(r: AnnReport) -> ReportRow {
+fn report_row(r: AnnReport) -> TableIterator<'static, (i64, i64, i64, f64)> {
     TableIterator::once((r.live_rows, r.dead_rows, r.bytes, r.seconds))
 }
 
@@ -228,7 +223,10 @@ mod nnn {
     /// (e.g. 'IVF1024,Flat', 'HNSW32', 'IVF4096,PQ64x4fs'), replacing any it had; NULL drops
     /// it. nnn_search then uses it while nnn.ann is on.
     #[pg_extern(volatile, parallel_unsafe)]
-    fn set_ann(name: &str, factory: Option<&str>) -> ReportRow {
+    fn set_ann(name: &str, factory: Option<&str>) -> TableIterator<
+        'static,
+        (name!(live_rows, i64), name!(dead_rows, i64), name!(bytes, i64), name!(seconds, f64)),
+    > {
         let def = lookup(Some(name));
         check_owner(name);
         match factory {
@@ -246,7 +244,10 @@ mod nnn {
     /// Brings the Faiss structure of index `name` up to date without retraining: rows written
     /// since it was built are added, deleted ones dropped. nnn.refresh retrains.
     #[pg_extern(volatile, parallel_unsafe)]
-    fn merge_changes(name: &str) -> ReportRow {
+    fn merge_changes(name: &str) -> TableIterator<
+        'static,
+        (name!(live_rows, i64), name!(dead_rows, i64), name!(bytes, i64), name!(seconds, f64)),
+    > {
         let def = lookup(Some(name));
         check_owner(name);
         report_row(merge(&def))

@@ -1,13 +1,17 @@
 //! An approximate NNN index: a Faiss index over `[r, bias]`, searched with `[q, −α]`, so α
-//! changes per query without a rebuild. Faiss labels are slots (insertion order); each slot
-//! maps to a candidate id. Replacing or deleting an id marks its old slot dead, so rows can
-//! be added and removed without retraining, whatever the Faiss structure.
+//! changes per query without a rebuild. Maximum inner product becomes nearest neighbour by
+//! one more coordinate, `sqrt(M² − |[r, bias]|²)` (0 for queries, `M` the largest norm at
+//! build time), so graph and clustering structures (HNSW, IVF), which assume a metric, keep
+//! their recall; rows added later that are longer than `M` are kept on a side list that
+//! every search proposes. Faiss labels are slots (insertion order); each slot maps to a candidate id.
+//! Replacing or deleting an id marks its old slot dead, so rows can be added and removed
+//! without retraining, whatever the Faiss structure.
 
 use super::{augmented, faiss_error, native};
 use crate::control::Control;
 use crate::error::{EngineError, Result};
 use crate::matrix::Matrix;
-use crate::run::run_polled;
+use crate::run::{run_polled, Progress};
 use crate::search::Candidates;
 use faiss::index::autotune::ParameterSpace;
 use faiss::index::IndexImpl;
@@ -33,8 +37,12 @@ pub struct AnnIndex {
     index: IndexImpl,
     factory: String,
     dim: usize,
+    /// `M`: the largest norm of `[r, bias]` at build time.
+    radius: f32,
     ids: Vec<i64>,
     dead: Vec<bool>,
+    /// Slots of rows longer than `radius`, which the lift cannot place: always proposed.
+    outside: Vec<usize>,
     live: HashMap<i64, usize>,
 }
 
@@ -53,31 +61,32 @@ impl AnnIndex {
         check_ids(ids, v.rows())?;
         let dim = v.dim();
         let data = augmented(v.as_slice(), dim, bias_values(cands));
+        let radius = data.chunks_exact(dim + 1).map(|r| r.iter().map(|x| x * x).sum::<f32>()).fold(0.0, f32::max).sqrt();
+        let (data, _) = lifted(&data, dim + 1, radius);
         let index = run_polled(threads, v.rows() as u64, control, |progress| {
             native::set_threads(threads);
-            let mut index = index_factory(dim as u32 + 1, factory, MetricType::InnerProduct)
-                .map_err(|e| faiss_error("factory", e))?;
+            let mut index =
+                index_factory(dim as u32 + 2, factory, MetricType::L2).map_err(|e| faiss_error("factory", e))?;
             if !index.is_trained() {
                 index.train(&data).map_err(|e| faiss_error("train", e))?;
             }
-            for block in data.chunks(BLOCK * (dim + 1)) {
-                if progress.cancelled() {
-                    return Err(EngineError::Cancelled);
-                }
-                index.add(block).map_err(|e| faiss_error("add", e))?;
-                progress.add((block.len() / (dim + 1)) as u64);
-            }
+            add_blocks(&mut index, &data, dim + 2, progress)?;
             Ok(index)
         })?;
-        let mut out = Self { index, factory: factory.to_string(), dim, ids: Vec::new(), dead: Vec::new(), live: HashMap::new() };
-        out.record(ids);
+        let (factory, dead, live) = (factory.to_string(), Vec::new(), HashMap::new());
+        let mut out = Self { index, factory, dim, radius, ids: Vec::new(), dead, outside: Vec::new(), live };
+        out.record(ids, &[]);
         Ok(out)
     }
 
-    fn record(&mut self, ids: &[i64]) {
-        for &id in ids {
+    /// Gives `ids` the next slots; `longer[i]` says row `i` lies outside the radius.
+    fn record(&mut self, ids: &[i64], longer: &[bool]) {
+        for (i, &id) in ids.iter().enumerate() {
             if let Some(old) = self.live.insert(id, self.ids.len()) {
                 self.dead[old] = true;
+            }
+            if longer.get(i) == Some(&true) {
+                self.outside.push(self.ids.len());
             }
             self.ids.push(id);
             self.dead.push(false);
@@ -92,21 +101,13 @@ impl AnnIndex {
         }
         v.check_dim(self.dim, "added rows vs index")?;
         check_ids(ids, v.rows())?;
-        let data = augmented(v.as_slice(), self.dim, bias_values(cands));
-        let row = self.dim + 1;
-        let index = &mut self.index;
+        let (data, longer) = lifted(&augmented(v.as_slice(), self.dim, bias_values(cands)), self.dim + 1, self.radius);
+        let (index, row) = (&mut self.index, self.dim + 2);
         run_polled(threads, v.rows() as u64, control, |progress| {
             native::set_threads(threads);
-            for block in data.chunks(BLOCK * row) {
-                if progress.cancelled() {
-                    return Err(EngineError::Cancelled);
-                }
-                index.add(block).map_err(|e| faiss_error("add", e))?;
-                progress.add((block.len() / row) as u64);
-            }
-            Ok(())
+            add_blocks(index, &data, row, progress)
         })?;
-        self.record(ids);
+        self.record(ids, &longer);
         Ok(())
     }
 
@@ -120,8 +121,9 @@ impl AnnIndex {
     }
 
     /// The ids of the (about) `k` best live rows by `q·r − α·bias(r)` for each query row, best
-    /// first by the index's own (possibly approximate) scores, leaving out the ids in `skip`
-    /// (rows the caller scores from fresher data); callers re-score exactly.
+    /// first by the index's own (possibly approximate) scores, then the rows outside the
+    /// radius, leaving out the ids in `skip` (rows the caller scores from fresher data);
+    /// callers re-score exactly.
     #[allow(clippy::too_many_arguments)]
     pub fn search(
         &self,
@@ -145,8 +147,8 @@ impl AnnIndex {
         self.apply(params)?;
         let dead = self.ids.len() - self.live.len();
         let fetch = (k + dead + skip.len()).min(total);
-        let q = augmented(queries.as_slice(), self.dim, std::iter::repeat(-alpha));
-        let row = self.dim + 1;
+        let (q, _) = lifted(&augmented(queries.as_slice(), self.dim, std::iter::repeat(-alpha)), self.dim + 1, f32::NAN);
+        let row = self.dim + 2;
         let labels = run_polled(threads, queries.rows() as u64, control, |progress| {
             native::set_threads(threads);
             let mut labels = Vec::with_capacity(queries.rows() * fetch);
@@ -168,6 +170,7 @@ impl AnnIndex {
                     .map(|&slot| self.ids[slot as usize])
                     .filter(|id| !skip.contains(id))
                     .take(k)
+                    .chain(self.outside.iter().filter(|&&s| !self.dead[s]).map(|&s| self.ids[s]).filter(|id| !skip.contains(id)))
                     .collect()
             })
             .collect())
@@ -192,7 +195,7 @@ impl AnnIndex {
         &self.factory
     }
 
-    /// Candidate dimension (the index holds one more: the bias).
+    /// Candidate dimension (the index holds two more: the bias and the lift).
     pub fn dim(&self) -> usize {
         self.dim
     }
@@ -213,11 +216,14 @@ impl AnnIndex {
         let mut out = Vec::with_capacity(body.len() + self.ids.len() * 9 + 64);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&(self.dim as u64).to_le_bytes());
+        out.extend_from_slice(&self.radius.to_le_bytes());
         out.extend_from_slice(&(self.factory.len() as u64).to_le_bytes());
         out.extend_from_slice(self.factory.as_bytes());
         out.extend_from_slice(&(self.ids.len() as u64).to_le_bytes());
         self.ids.iter().for_each(|id| out.extend_from_slice(&id.to_le_bytes()));
-        out.extend(self.dead.iter().map(|&d| d as u8));
+        let mut flags: Vec<u8> = self.dead.iter().map(|&d| d as u8).collect();
+        self.outside.iter().for_each(|&s| flags[s] |= 2);
+        out.extend(flags);
         out.extend_from_slice(&body);
         Ok(out)
     }
@@ -230,20 +236,49 @@ impl AnnIndex {
             return Err(bad("not an nnn Faiss index"));
         }
         let dim = r.u64().ok_or_else(|| bad("truncated"))? as usize;
+        let radius = f32::from_le_bytes(r.take(4).ok_or_else(|| bad("truncated"))?.try_into().unwrap());
         let flen = r.u64().ok_or_else(|| bad("truncated"))? as usize;
         let factory = String::from_utf8(r.take(flen).ok_or_else(|| bad("truncated"))?.to_vec())
             .map_err(|_| bad("factory is not UTF-8"))?;
         let n = r.u64().ok_or_else(|| bad("truncated"))? as usize;
         let id_bytes = r.take(n.checked_mul(8).ok_or_else(|| bad("bad row count"))?).ok_or_else(|| bad("truncated"))?;
         let ids: Vec<i64> = id_bytes.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
-        let dead: Vec<bool> = r.take(n).ok_or_else(|| bad("truncated"))?.iter().map(|&b| b != 0).collect();
+        let flags = r.take(n).ok_or_else(|| bad("truncated"))?;
+        let dead: Vec<bool> = flags.iter().map(|&b| b & 1 != 0).collect();
+        let outside = (0..n).filter(|&s| flags[s] & 2 != 0).collect();
         let index = native::from_bytes(r.0)?;
-        if index.d() as usize != dim + 1 || index.ntotal() as usize != n {
+        if index.d() as usize != dim + 2 || index.ntotal() as usize != n {
             return Err(bad("header does not match the Faiss index"));
         }
         let live = ids.iter().zip(&dead).enumerate().filter(|(_, (_, &d))| !d).map(|(slot, (&id, _))| (id, slot)).collect();
-        Ok(Self { index, factory, dim, ids, dead, live })
+        Ok(Self { index, factory, dim, radius, ids, dead, outside, live })
     }
+}
+
+/// Adds `data` (rows of `row` values) in blocks, stopping between blocks when cancelled.
+fn add_blocks(index: &mut IndexImpl, data: &[f32], row: usize, progress: &Progress) -> Result<()> {
+    for block in data.chunks(BLOCK * row) {
+        if progress.cancelled() {
+            return Err(EngineError::Cancelled);
+        }
+        index.add(block).map_err(|e| faiss_error("add", e))?;
+        progress.add((block.len() / row) as u64);
+    }
+    Ok(())
+}
+
+/// Rows of `row` values with one more, `sqrt(radius² − |x|²)`, or 0 for every row when
+/// `radius` is NaN (queries); and which rows are longer than `radius` (they get 0).
+fn lifted(data: &[f32], row: usize, radius: f32) -> (Vec<f32>, Vec<bool>) {
+    let mut out = Vec::with_capacity(data.len() / row * (row + 1));
+    let mut longer = Vec::with_capacity(data.len() / row);
+    for x in data.chunks_exact(row) {
+        out.extend_from_slice(x);
+        let room = radius * radius - x.iter().map(|v| v * v).sum::<f32>();
+        longer.push(room < 0.0);
+        out.push(if radius.is_nan() { 0.0 } else { room.max(0.0).sqrt() });
+    }
+    (out, longer)
 }
 
 /// Reads a byte string front to back.
