@@ -87,7 +87,7 @@ mod with_faiss {
     fn store(def: &IndexDef, factory: &str, snapshot: &str, ann: &AnnIndex, started: Instant) -> AnnReport {
         let bytes = or_raise(ann.to_bytes(), &what(def));
         let (live_rows, dead_rows) = (ann.live_rows() as i64, ann.dead_rows() as i64);
-        save(&Saved { index: &def.name, factory, snapshot, live_rows, dead_rows }, &bytes);
+        save(&Saved { index: &def.name, factory, snapshot: Some(snapshot), live_rows, dead_rows }, &bytes);
         AnnReport { live_rows, dead_rows, bytes: bytes.len() as i64, seconds: started.elapsed().as_secs_f64() }
     }
 
@@ -98,11 +98,10 @@ mod with_faiss {
         let snap = snapshot();
         let rows = read_vectors::<i64>(&select_rows(def, ""), &[], &what, None);
         if rows.keys.is_empty() {
-            fail(
-                ERRCODE_DATA_EXCEPTION,
-                format!("{what}: no candidate row has both an embedding and a bias"),
-                "Load candidates (and let nnn build their biases) before building a Faiss structure.",
-            );
+            // Nothing to train on: record the choice; searches scan exactly until nnn.refresh.
+            pgrx::notice!("nnn: {what}: no rows to train on yet; run nnn.refresh('{}') once there are", def.name);
+            save(&Saved { index: &def.name, factory, snapshot: None, live_rows: 0, dead_rows: 0 }, &[]);
+            return AnnReport { live_rows: 0, dead_rows: 0, bytes: 0, seconds: started.elapsed().as_secs_f64() };
         }
         check_memory(rows.data.len() * 8, &what);
         let n = rows.keys.len();
@@ -119,8 +118,8 @@ mod with_faiss {
         let Some((ann, Some(old_snapshot))) = def.ann.as_ref().map(|a| (a, a.snapshot.clone())) else {
             fail(
                 ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                format!("nnn index \"{}\" has no Faiss structure", def.name),
-                "Give it one with nnn.set_ann(name, 'IVF1024,Flat') or similar.",
+                format!("nnn index \"{}\" has no built Faiss structure", def.name),
+                "Give it one with nnn.set_ann(name, 'IVF1024,Flat'), or build it with nnn.refresh(name) once the table has rows.",
             );
         };
         let snap = snapshot();

@@ -15,8 +15,9 @@ pub struct Saved<'a> {
     pub index: &'a str,
     /// Faiss factory string.
     pub factory: &'a str,
-    /// Snapshot the rows were read under (taken before reading), as text.
-    pub snapshot: &'a str,
+    /// Snapshot the rows were read under (taken before reading), as text; None when
+    /// nothing was built (no rows yet).
+    pub snapshot: Option<&'a str>,
     /// Rows searches can return, and dead slots kept until a rebuild.
     pub live_rows: i64,
     /// Dead slots.

@@ -1,16 +1,19 @@
-"""nnn_search answers as of the caller's snapshot while other sessions write."""
+"""nnn_search answers as of the caller's snapshot while other sessions write: scanning every
+row (no Faiss structure), and through Faiss structures, whose proposals are re-read under the
+caller's snapshot and whose missing rows come from the change log."""
 import pytest
 
 
-@pytest.fixture
-def toy(connect):
+@pytest.fixture(params=[None, "Flat", "HNSW8"], ids=["scan", "faiss-flat", "faiss-hnsw"])
+def toy(connect, request):
     c = connect()
     c.execute("DROP TABLE IF EXISTS mv_img, mv_ref CASCADE")
     c.execute("CREATE TABLE mv_img (id int PRIMARY KEY, emb real[])")
     c.execute("CREATE TABLE mv_ref (emb real[])")
     c.execute("INSERT INTO mv_img VALUES (1, '{1,0,0}'), (2, '{0,1,0}'), (3, '{0,0,1}')")
     c.execute("INSERT INTO mv_ref VALUES ('{1,0,0}'), ('{0,1,0}'), ('{0.5,0.5,0}')")
-    c.execute("SELECT nnn.create_index('mv', 'mv_img', 'id', 'emb', 'mv_ref', 'emb', k => 1)")
+    c.execute("SELECT nnn.create_index('mv', 'mv_img', 'id', 'emb', 'mv_ref', 'emb', k => 1, ann => %s)", (request.param,))
+    assert c.execute("SELECT count(*) FROM nnn.ann WHERE index_name = 'mv'").fetchone()[0] == (request.param is not None)
     return c
 
 
@@ -59,3 +62,20 @@ def test_own_uncommitted_rows_count(toy, connect):
     assert ids(me)[0] == 7
     assert 7 not in ids(toy)
     me.rollback()
+
+
+def test_structure_rewrites_respect_snapshots(toy, connect):
+    """A reader keeps its answers while the owner merges changes and retrains."""
+    writer = connect()
+    writer.execute("INSERT INTO mv_img VALUES (8, '{0,0,8}')")
+    reader = connect(autocommit=False)
+    reader.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    first = ids(reader)
+    assert first[0] == 8
+    if toy.execute("SELECT count(*) FROM nnn.ann WHERE index_name = 'mv'").fetchone()[0]:
+        writer.execute("SELECT nnn.merge_changes('mv')")
+    writer.execute("DELETE FROM mv_img WHERE id = 8")
+    writer.execute("SELECT nnn.refresh('mv')")
+    assert ids(reader) == first
+    reader.commit()
+    assert 8 not in ids(reader)

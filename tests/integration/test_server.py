@@ -1,6 +1,7 @@
 """Under load and across servers: 16 pgbench clients searching while a writer inserts,
 updates and deletes, with answers checked against exact ORDER BY nnn_score in the same
-snapshot; and a streaming hot standby answering nnn_search like the primary."""
+snapshot; and a streaming hot standby answering nnn_search like the primary, through the
+Faiss structure it received by WAL with the rows written after it."""
 import os
 import random
 import subprocess
@@ -114,6 +115,8 @@ def test_sixteen_clients_search_while_a_writer_writes(conc, tmp_path):
 
 def test_hot_standby_answers_like_the_primary(conc):
     port = int(os.environ["PGPORT"])
+    with psycopg.connect(dbname=conc, autocommit=True) as p:
+        p.execute("SELECT nnn.set_ann('conc', 'IVF8,Flat')")
     work = tempfile.mkdtemp(prefix="nnn-standby.")
     os.chown(work, *_postgres_ids())
     data = os.path.join(work, "data")
@@ -133,10 +136,17 @@ def test_hot_standby_answers_like_the_primary(conc):
                 while s.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,)).fetchone()[0] is not True:
                     assert time.monotonic() < deadline, "standby did not catch up"
                     time.sleep(0.2)
+                for conn in (p, s):
+                    conn.execute("SET nnn.probes = 8")  # every list: the structure is exact
+                assert s.execute("SELECT count(*) FROM nnn.ann_chunks WHERE index_name = 'conc'").fetchone()[0] > 0
                 for qid in range(0, 100, 7):
                     assert fast(s, qid) == fast(p, qid)
                     assert fast(s, qid) == fast(s, qid)  # the standby's cache answers the same
+                    assert same(fast(s, qid), exact(p, qid))
+                assert {k for (k,) in s.execute("SELECT kind FROM nnn.cache_info()")} == {"faiss"}
     finally:
+        with psycopg.connect(dbname=conc, autocommit=True) as p:
+            p.execute("SELECT nnn.set_ann('conc', NULL)")
         subprocess.run(["sudo", "-u", "postgres", f"{PGBIN}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop"], capture_output=True)
         subprocess.run(["rm", "-rf", work])
 

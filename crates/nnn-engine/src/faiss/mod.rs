@@ -11,9 +11,15 @@ mod native;
 
 use crate::error::EngineError;
 
-/// A Faiss failure (bad factory string, unsupported operation, out of memory) as an engine error.
+/// A Faiss failure (bad factory string, unsupported operation, out of memory) as an engine
+/// error, without the C++ function and source location Faiss puts before its message.
 fn faiss_error(what: &'static str, e: impl std::fmt::Display) -> EngineError {
-    EngineError::Faiss { what, message: e.to_string() }
+    let full = e.to_string();
+    let message = full
+        .find(" at /")
+        .and_then(|at| full[at..].find(": ").map(|c| full[at + c + 2..].to_string()))
+        .unwrap_or(full);
+    EngineError::Faiss { what, message }
 }
 
 /// `[r, extra]` rows: each row of `data` (`dim` wide) followed by one value of `extra`.
