@@ -20,6 +20,10 @@ use std::collections::{HashMap, HashSet};
 
 /// Rows added, or queries searched, per Faiss call; cancellation is checked between calls.
 const BLOCK: usize = 16_384;
+/// Searches of at most this many queries run on the calling thread with one OpenMP thread
+/// (no thread is started, so no signal mask matters): the pool's hand-off costs more than
+/// such a search.
+const INLINE_QUERIES: usize = 4;
 /// First bytes of [`AnnIndex::to_bytes`]'s format.
 const MAGIC: &[u8; 8] = b"NNNANN01";
 
@@ -149,18 +153,26 @@ impl AnnIndex {
         let fetch = (k + dead + skip.len()).min(total);
         let (q, _) = lifted(&augmented(queries.as_slice(), self.dim, std::iter::repeat(-alpha)), self.dim + 1, f32::NAN);
         let row = self.dim + 2;
-        let labels = run_polled(threads, queries.rows() as u64, control, |progress| {
-            native::set_threads(threads);
-            let mut labels = Vec::with_capacity(queries.rows() * fetch);
-            for block in q.chunks(BLOCK * row) {
-                if progress.cancelled() {
-                    return Err(EngineError::Cancelled);
-                }
-                labels.extend(native::search(&self.index, block, fetch)?.1);
-                progress.add((block.len() / row) as u64);
+        let labels = if queries.rows() <= INLINE_QUERIES {
+            if !control.keep_going(0, 1) {
+                return Err(EngineError::Cancelled);
             }
-            Ok(labels)
-        })?;
+            native::set_threads(1);
+            native::search(&self.index, &q, fetch)?.1
+        } else {
+            run_polled(threads, queries.rows() as u64, control, |progress| {
+                native::set_threads(threads);
+                let mut labels = Vec::with_capacity(queries.rows() * fetch);
+                for block in q.chunks(BLOCK * row) {
+                    if progress.cancelled() {
+                        return Err(EngineError::Cancelled);
+                    }
+                    labels.extend(native::search(&self.index, block, fetch)?.1);
+                    progress.add((block.len() / row) as u64);
+                }
+                Ok(labels)
+            })?
+        };
         Ok(labels
             .chunks(fetch)
             .map(|found| {
