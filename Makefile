@@ -18,7 +18,7 @@ ifneq ($(shell grep -m1 -ow avx2 /proc/cpuinfo 2>/dev/null),)
 export CXXFLAGS ?= -mavx2 -mfma -mf16c -mpopcnt
 endif
 
-.PHONY: setup test test-engine test-pgrx install test-db demo bench bench-engine lint
+.PHONY: setup test test-engine test-pgrx install test-db demo bench bench-engine bench-ann lint
 
 setup:
 	bash scripts/setup.sh
@@ -55,6 +55,10 @@ bench: setup install
 
 bench-engine:
 	cargo bench -p nnn-engine --bench engine $(FEATURE_FLAGS)
+
+## Faiss structures vs exact search: recall@10 and queries per second (not a test)
+bench-ann:
+	cargo bench -p nnn-engine --bench ann --features faiss
 
 lint:
 	cargo fmt --all --check

@@ -61,9 +61,9 @@ fn merge(_def: &IndexDef) -> AnnReport {
 }
 
 #[cfg(feature = "faiss")]
-pub use with_faiss::{build, search};
-#[cfg(feature = "faiss")]
 use with_faiss::merge;
+#[cfg(feature = "faiss")]
+pub use with_faiss::{build, search};
 
 #[cfg(feature = "faiss")]
 mod with_faiss {
@@ -173,7 +173,9 @@ mod with_faiss {
         if !guc::ANN.get() || !def.now.readable {
             return None;
         }
-        if let Some(hits) = cache::with_entry(&def.name, "faiss", &ann.key, |e| from_entry(def, e, queries, dim, k, what)) {
+        if let Some(hits) =
+            cache::with_entry(&def.name, "faiss", &ann.key, |e| from_entry(def, e, queries, dim, k, what))
+        {
             return hits;
         }
         let bytes = load(&def.name, what);
@@ -192,7 +194,14 @@ mod with_faiss {
         hits
     }
 
-    fn from_entry(def: &IndexDef, entry: &Entry, queries: &[f32], dim: usize, k: usize, what: &str) -> Option<Vec<Hits>> {
+    fn from_entry(
+        def: &IndexDef,
+        entry: &Entry,
+        queries: &[f32],
+        dim: usize,
+        k: usize,
+        what: &str,
+    ) -> Option<Vec<Hits>> {
         let Content::Ann(index) = &entry.content else { return None };
         let build_xid = def.ann.as_ref().and_then(|a| a.build_xid.as_deref());
         let Some(changed) = cache::changed_since(&def.name, &entry.snapshot, build_xid, entry.rows) else {
@@ -204,10 +213,8 @@ mod with_faiss {
         let want = ((k as f64) * guc::RERANK_FACTOR.get()).ceil() as usize;
         let mut control = BackendControl::new(format!("search of {what}"));
         let alpha = guc::ALPHA.get() as f32;
-        let proposed = or_raise(
-            index.search(&q, alpha, want, &skip, guc::ann_params(), guc::threads(), &mut control),
-            what,
-        );
+        let proposed =
+            or_raise(index.search(&q, alpha, want, &skip, guc::ann_params(), guc::threads(), &mut control), what);
         let mut hits = best_ann(def, &proposed, index.dim(), queries, dim, k, what);
         merge_fresh(def, changed, index.dim(), queries, dim, k, &mut hits, what);
         Some(hits)
@@ -222,10 +229,11 @@ mod nnn {
     /// (e.g. 'IVF1024,Flat', 'HNSW32', 'IVF4096,PQ64x4fs'), replacing any it had; NULL drops
     /// it. nnn_search then uses it while nnn.ann is on.
     #[pg_extern(volatile, parallel_unsafe)]
-    fn set_ann(name: &str, factory: Option<&str>) -> TableIterator<
-        'static,
-        (name!(live_rows, i64), name!(dead_rows, i64), name!(bytes, i64), name!(seconds, f64)),
-    > {
+    fn set_ann(
+        name: &str,
+        factory: Option<&str>,
+    ) -> TableIterator<'static, (name!(live_rows, i64), name!(dead_rows, i64), name!(bytes, i64), name!(seconds, f64))>
+    {
         let def = lookup(Some(name));
         check_owner(name);
         match factory {
@@ -243,10 +251,10 @@ mod nnn {
     /// Brings the Faiss structure of index `name` up to date without retraining: rows written
     /// since it was built are added, deleted ones dropped. nnn.refresh retrains.
     #[pg_extern(volatile, parallel_unsafe)]
-    fn merge_changes(name: &str) -> TableIterator<
-        'static,
-        (name!(live_rows, i64), name!(dead_rows, i64), name!(bytes, i64), name!(seconds, f64)),
-    > {
+    fn merge_changes(
+        name: &str,
+    ) -> TableIterator<'static, (name!(live_rows, i64), name!(dead_rows, i64), name!(bytes, i64), name!(seconds, f64))>
+    {
         let def = lookup(Some(name));
         check_owner(name);
         report_row(merge(&def))

@@ -14,13 +14,7 @@ mod nnn {
     #[allow(clippy::type_complexity)]
     fn cache_info() -> TableIterator<
         'static,
-        (
-            name!(index_name, String),
-            name!(kind, String),
-            name!(rows, i64),
-            name!(bytes, i64),
-            name!(snapshot, String),
-        ),
+        (name!(index_name, String), name!(kind, String), name!(rows, i64), name!(bytes, i64), name!(snapshot, String)),
     > {
         TableIterator::new(cache::describe())
     }

@@ -87,7 +87,12 @@ pub fn lookup(name: Option<&str>) -> IndexDef {
                 bias_column: quote_identifier(text(9)),
                 k,
                 now: Situation { key: text(14), snapshot: text(11), readable, usable, storable: usable && flag(12) },
-                ann: maybe(15).map(|factory| AnnDef { factory, snapshot: maybe(16), build_xid: maybe(17), key: text(18) }),
+                ann: maybe(15).map(|factory| AnnDef {
+                    factory,
+                    snapshot: maybe(16),
+                    build_xid: maybe(17),
+                    key: text(18),
+                }),
             });
         }
         out

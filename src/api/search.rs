@@ -39,7 +39,8 @@ fn run(def: &IndexDef, queries: &[f32], dim: usize, k: i32) -> Vec<Hits> {
     }
     let now = &def.now;
     if now.usable {
-        let hit = cache::with_entry(&def.name, "rows", &now.key, |entry| from_cache(def, entry, queries, dim, k, &what));
+        let hit =
+            cache::with_entry(&def.name, "rows", &now.key, |entry| from_cache(def, entry, queries, dim, k, &what));
         if let Some(Some(hits)) = hit {
             return hits;
         }
@@ -148,7 +149,10 @@ pub fn best_ann(
         .map(|(ids, q)| {
             let mut hits: Hits = ids
                 .iter()
-                .filter_map(|id| at.get(id).map(|&i| (*id, nnn_engine::score(q, &v[i * rows_dim..(i + 1) * rows_dim], bias[i], alpha))))
+                .filter_map(|id| {
+                    at.get(id)
+                        .map(|&i| (*id, nnn_engine::score(q, &v[i * rows_dim..(i + 1) * rows_dim], bias[i], alpha)))
+                })
                 .collect();
             rank(&mut hits);
             hits.truncate(k);

@@ -113,6 +113,12 @@ fn flat_ann_index_is_exact_and_follows_changes() {
     let mut bad = bytes.clone();
     bad[0] = b'X';
     assert!(AnnIndex::from_bytes(&bad).is_err());
+    // With most rows removed, searches still fill k from the survivors.
+    let mut sparse = back;
+    let removed: HashSet<i64> = ids.iter().copied().filter(|i| i.rem_euclid(10) != 0).collect();
+    sparse.remove(&removed);
+    let got = sparse.search(&q, 0.75, k, &none(), AnnParams::default(), 1, &mut Unwatched).unwrap();
+    assert!(got.iter().all(|row| row.iter().filter(|i| !removed.contains(i)).count() == k));
 }
 
 #[test]
@@ -156,12 +162,18 @@ fn ann_index_rejects_bad_input() {
     let q3 = vec![1.0f32; 3];
     let q = Matrix::from_slice(&q3, 3, "q").unwrap();
     let p = AnnParams::default();
-    assert!(matches!(index.search(&q, 0.5, 1, &none(), p, 1, &mut Unwatched), Err(EngineError::DimensionMismatch { .. })));
+    assert!(matches!(
+        index.search(&q, 0.5, 1, &none(), p, 1, &mut Unwatched),
+        Err(EngineError::DimensionMismatch { .. })
+    ));
     let q4 = [1.0f32, f32::NAN, 0.0, 0.0];
     let q = Matrix::from_slice(&q4, 4, "q").unwrap();
     assert!(matches!(index.search(&q, 0.5, 1, &none(), p, 1, &mut Unwatched), Err(EngineError::NonFinite { .. })));
     let q4 = [1.0f32; 4];
     let q = Matrix::from_slice(&q4, 4, "q").unwrap();
     assert!(matches!(index.search(&q, 0.5, 0, &none(), p, 1, &mut Unwatched), Err(EngineError::KOutOfRange { .. })));
-    assert!(matches!(index.search(&q, f32::NAN, 1, &none(), p, 1, &mut Unwatched), Err(EngineError::InvalidParameter { .. })));
+    assert!(matches!(
+        index.search(&q, f32::NAN, 1, &none(), p, 1, &mut Unwatched),
+        Err(EngineError::InvalidParameter { .. })
+    ));
 }

@@ -65,7 +65,8 @@ impl AnnIndex {
         check_ids(ids, v.rows())?;
         let dim = v.dim();
         let data = augmented(v.as_slice(), dim, bias_values(cands));
-        let radius = data.chunks_exact(dim + 1).map(|r| r.iter().map(|x| x * x).sum::<f32>()).fold(0.0, f32::max).sqrt();
+        let radius =
+            data.chunks_exact(dim + 1).map(|r| r.iter().map(|x| x * x).sum::<f32>()).fold(0.0, f32::max).sqrt();
         let (data, _) = lifted(&data, dim + 1, radius);
         let index = run_polled(threads, v.rows() as u64, control, |progress| {
             native::set_threads(threads);
@@ -149,43 +150,73 @@ impl AnnIndex {
         queries.check_dim(self.dim, "query vs index")?;
         queries.check_finite("query")?;
         self.apply(params)?;
-        let dead = self.ids.len() - self.live.len();
-        let fetch = (k + dead + skip.len()).min(total);
-        let (q, _) = lifted(&augmented(queries.as_slice(), self.dim, std::iter::repeat(-alpha)), self.dim + 1, f32::NAN);
-        let row = self.dim + 2;
-        let labels = if queries.rows() <= INLINE_QUERIES {
+        let (q, _) =
+            lifted(&augmented(queries.as_slice(), self.dim, std::iter::repeat(-alpha)), self.dim + 1, f32::NAN);
+        // Ask for enough that k remain after dropping dead and skipped slots at their share;
+        // ask again for twice as many while some query falls short and Faiss had more.
+        let kept = self.live.len().saturating_sub(skip.len()).max(1) as f64 / total as f64;
+        let mut fetch = ((k as f64 / kept).ceil() as usize + 8).min(total);
+        loop {
+            let labels = self.labels(&q, queries.rows(), fetch, threads, control)?;
+            let mut short = false;
+            let out: Vec<Vec<i64>> = labels
+                .chunks(fetch)
+                .map(|found| {
+                    let ids: Vec<i64> = found
+                        .iter()
+                        .filter(|&&slot| slot >= 0 && !self.dead[slot as usize])
+                        .map(|&slot| self.ids[slot as usize])
+                        .filter(|id| !skip.contains(id))
+                        .take(k)
+                        .collect();
+                    short |= ids.len() < k && found.iter().all(|&slot| slot >= 0);
+                    ids
+                })
+                .collect();
+            if !short || fetch == total {
+                let outside = self.outside.iter().filter(|&&s| !self.dead[s]).map(|&s| self.ids[s]);
+                let outside: Vec<i64> = outside.filter(|id| !skip.contains(id)).collect();
+                return Ok(out
+                    .into_iter()
+                    .map(|mut ids| {
+                        ids.extend(&outside);
+                        ids
+                    })
+                    .collect());
+            }
+            fetch = (fetch * 2).min(total);
+        }
+    }
+
+    /// Faiss's `fetch` best slots (−1 where it found fewer) for each of `rows` lifted queries.
+    fn labels(
+        &self,
+        q: &[f32],
+        rows: usize,
+        fetch: usize,
+        threads: usize,
+        control: &mut dyn Control,
+    ) -> Result<Vec<i64>> {
+        if rows <= INLINE_QUERIES {
             if !control.keep_going(0, 1) {
                 return Err(EngineError::Cancelled);
             }
             native::set_threads(1);
-            native::search(&self.index, &q, fetch)?.1
-        } else {
-            run_polled(threads, queries.rows() as u64, control, |progress| {
-                native::set_threads(threads);
-                let mut labels = Vec::with_capacity(queries.rows() * fetch);
-                for block in q.chunks(BLOCK * row) {
-                    if progress.cancelled() {
-                        return Err(EngineError::Cancelled);
-                    }
-                    labels.extend(native::search(&self.index, block, fetch)?.1);
-                    progress.add((block.len() / row) as u64);
+            return Ok(native::search(&self.index, q, fetch)?.1);
+        }
+        let row = self.dim + 2;
+        run_polled(threads, rows as u64, control, |progress| {
+            native::set_threads(threads);
+            let mut labels = Vec::with_capacity(rows * fetch);
+            for block in q.chunks(BLOCK * row) {
+                if progress.cancelled() {
+                    return Err(EngineError::Cancelled);
                 }
-                Ok(labels)
-            })?
-        };
-        Ok(labels
-            .chunks(fetch)
-            .map(|found| {
-                found
-                    .iter()
-                    .filter(|&&slot| slot >= 0 && !self.dead[slot as usize])
-                    .map(|&slot| self.ids[slot as usize])
-                    .filter(|id| !skip.contains(id))
-                    .take(k)
-                    .chain(self.outside.iter().filter(|&&s| !self.dead[s]).map(|&s| self.ids[s]).filter(|id| !skip.contains(id)))
-                    .collect()
-            })
-            .collect())
+                labels.extend(native::search(&self.index, block, fetch)?.1);
+                progress.add((block.len() / row) as u64);
+            }
+            Ok(labels)
+        })
     }
 
     /// Sets the search knobs that apply to this structure.
@@ -193,11 +224,15 @@ impl AnnIndex {
         let space = ParameterSpace::new().map_err(|e| faiss_error("parameters", e))?;
         let upper = self.factory.to_ascii_uppercase();
         if params.probes > 0 && upper.contains("IVF") {
-            space.set_index_parameter(&self.index, "nprobe", params.probes as f64).map_err(|e| faiss_error("nprobe", e))?;
+            space
+                .set_index_parameter(&self.index, "nprobe", params.probes as f64)
+                .map_err(|e| faiss_error("nprobe", e))?;
         }
         if params.ef_search > 0 && upper.contains("HNSW") {
             let name = if upper.starts_with("HNSW") { "efSearch" } else { "quantizer_efSearch" };
-            space.set_index_parameter(&self.index, name, params.ef_search as f64).map_err(|e| faiss_error("efSearch", e))?;
+            space
+                .set_index_parameter(&self.index, name, params.ef_search as f64)
+                .map_err(|e| faiss_error("efSearch", e))?;
         }
         Ok(())
     }
@@ -262,7 +297,8 @@ impl AnnIndex {
         if index.d() as usize != dim + 2 || index.ntotal() as usize != n {
             return Err(bad("header does not match the Faiss index"));
         }
-        let live = ids.iter().zip(&dead).enumerate().filter(|(_, (_, &d))| !d).map(|(slot, (&id, _))| (id, slot)).collect();
+        let live =
+            ids.iter().zip(&dead).enumerate().filter(|(_, (_, &d))| !d).map(|(slot, (&id, _))| (id, slot)).collect();
         Ok(Self { index, factory, dim, radius, ids, dead, outside, live })
     }
 }

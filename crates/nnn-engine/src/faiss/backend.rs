@@ -54,15 +54,17 @@ impl Backend for FaissBackend {
         let rows = a.rows();
         let (mut values, labels) = run_polled(self.threads, rows as u64, control, |progress| {
             native::set_threads(self.threads);
-            let mut index =
-                index_factory(d as u32, &self.factory, MetricType::InnerProduct).map_err(|e| faiss_error("factory", e))?;
+            let mut index = index_factory(d as u32, &self.factory, MetricType::InnerProduct)
+                .map_err(|e| faiss_error("factory", e))?;
             if !index.is_trained() {
                 index.train(&b_data).map_err(|e| faiss_error("train", e))?;
             }
             index.add(&b_data).map_err(|e| faiss_error("add", e))?;
             if self.params.probes > 0 && self.factory.to_ascii_uppercase().contains("IVF") {
                 let space = ParameterSpace::new().map_err(|e| faiss_error("parameters", e))?;
-                space.set_index_parameter(&index, "nprobe", self.params.probes as f64).map_err(|e| faiss_error("nprobe", e))?;
+                space
+                    .set_index_parameter(&index, "nprobe", self.params.probes as f64)
+                    .map_err(|e| faiss_error("nprobe", e))?;
             }
             let (mut values, mut labels) = (Vec::with_capacity(rows * k), Vec::with_capacity(rows * k));
             for block in a_data.chunks(BLOCK * d) {
@@ -79,7 +81,10 @@ impl Backend for FaissBackend {
         if labels.iter().any(|&l| l < 0) {
             return Err(faiss_error(
                 "search",
-                format!("the {} index found fewer than k = {k} neighbours for some rows; visit more lists", self.factory),
+                format!(
+                    "the {} index found fewer than k = {k} neighbours for some rows; visit more lists",
+                    self.factory
+                ),
             ));
         }
         let mut indices: Vec<u32> = labels.into_iter().map(|l| l as u32).collect();

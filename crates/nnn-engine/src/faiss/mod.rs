@@ -15,10 +15,8 @@ use crate::error::EngineError;
 /// error, without the C++ function and source location Faiss puts before its message.
 fn faiss_error(what: &'static str, e: impl std::fmt::Display) -> EngineError {
     let full = e.to_string();
-    let message = full
-        .find(" at /")
-        .and_then(|at| full[at..].find(": ").map(|c| full[at + c + 2..].to_string()))
-        .unwrap_or(full);
+    let message =
+        full.find(" at /").and_then(|at| full[at..].find(": ").map(|c| full[at + c + 2..].to_string())).unwrap_or(full);
     EngineError::Faiss { what, message }
 }
 

@@ -54,7 +54,6 @@ pub fn search(index: &IndexImpl, queries: &[f32], k: usize) -> Result<(Vec<f32>,
     Ok((scores, labels))
 }
 
-
 /// The index in Faiss's own file format.
 pub fn to_bytes(index: &IndexImpl) -> Result<Vec<u8>> {
     let mut buf: *mut libc::c_char = std::ptr::null_mut();
