@@ -1,7 +1,9 @@
 """SQL-level benchmark (scripts/bench.sh runs it on a throw-away cluster after the engine bench):
 - nnn_search(q, 10) latency over M candidates x 384 vs the engine alone on that shape, and vs
   ORDER BY nnn_score(...) DESC LIMIT 10;
-- nnn.build_bias end to end (N candidates x M reference) vs the engine alone on that shape.
+- nnn.build_bias end to end (N candidates x M reference) vs the engine alone on that shape;
+- nnn_search through a Faiss structure (IVF256,Flat, nnn.probes = 32) vs the exact path, with
+  its recall@10 (uniform random rows: the hardest case for any approximate index).
 Shapes match the engine bench: M = 100,000 and N = 10,000 (2,000 x 20,000 with NNN_BENCH_QUICK=1).
 Reads the engine's RESULT lines from argv[1]. Prints ratios; asserts nothing (not a test).
 """
@@ -66,6 +68,14 @@ def main():
         order = timed(db, order_sql, (q,), reps=3)
         order_server = server_timed(db, order_sql, (q,), reps=3)
         build = timed(db, "SELECT * FROM nnn.build_bias('few', 'emb', 'big', 'emb', k => 128)")
+        db.execute("SELECT nnn.set_ann('big', 'IVF256,Flat')")
+        db.execute("SET nnn.probes = 32")
+        queries = (np.random.default_rng(2).random((20, 384), dtype=np.float32) - 0.5).tolist()
+        ann_server = statistics.median(server_timed(db, search_sql, (qq,)) for qq in queries)
+        approx = [{i for (i, _) in db.execute(search_sql, (qq,)).fetchall()} for qq in queries]
+        db.execute("SET nnn.ann = off")
+        truth = [{i for (i, _) in db.execute(search_sql, (qq,)).fetchall()} for qq in queries]
+        recall = sum(len(a & b) for a, b in zip(approx, truth)) / (10 * len(queries))
     e_search = engine.get(f"search.single_query_{M}", float("nan"))
     e_build = engine.get("synthetic.engine_bias", float("nan"))
     print(f"\n{'SQL benchmark (' + str(M) + ' x 384)':<48} {'seconds':>9} {'ratio':>9}")
@@ -76,6 +86,8 @@ def main():
     print(f"{'  the same, server execution times':<48} {order_server:>9.4f} {order_server / search_server:>8.1f}x")
     print(f"{'nnn.build_bias ' + str(N) + ' x ' + str(M):<48} {build:>9.3f}")
     print(f"{'  / engine alone, same shape':<48} {e_build:>9.3f} {build / e_build:>8.2f}x")
+    print(f"{'nnn_search(q, 10) via IVF256,Flat, probes 32':<48} {ann_server:>9.4f} {search_server / ann_server:>8.1f}x faster")
+    print(f"{'  recall@10 against the exact path':<48} {recall:>9.3f}")
 
 
 if __name__ == "__main__":
