@@ -10,8 +10,9 @@ export USER ?= root
 export PATH := $(dir $(PG_CONFIG)):$(HOME)/.cargo/bin:$(PATH)
 PGRX_TEST_PGDATA ?= /var/tmp/nnn-pgrx-test/data
 # Cargo features every build here uses: the Faiss structures and backend (bundled Faiss,
-# built once with cmake into the shared target directory). FEATURES= builds without.
-FEATURES ?= faiss
+# built once with cmake into the shared target directory) and the CUDA backend (libraries
+# loaded at run time, so it builds and runs without CUDA). FEATURES= builds without.
+FEATURES ?= faiss cuda
 FEATURE_FLAGS = $(if $(FEATURES),--features "$(FEATURES)")
 # Faiss's cmake build targets generic x86-64 unless told: give it the CPU's SIMD.
 ifneq ($(shell grep -m1 -ow avx2 /proc/cpuinfo 2>/dev/null),)
@@ -28,9 +29,13 @@ setup:
 test: setup test-engine test-pgrx install test-db
 	@echo "make test: all test levels passed"
 
-## 1. the engine, without PostgreSQL
+## 1. the engine, without PostgreSQL; NVRTC (from the venv) compiles the CUDA kernel
+NVRTC_LIB = $(wildcard $(NNN_VENV)/lib/python3*/site-packages/nvidia/cuda_nvrtc/lib)
 test-engine:
 	cargo test -p nnn-engine --release $(FEATURE_FLAGS)
+ifneq ($(findstring cuda,$(FEATURES)),)
+	LD_LIBRARY_PATH=$(NVRTC_LIB) cargo test -p nnn-engine --release $(FEATURE_FLAGS) --test cuda -- --ignored nvrtc
+endif
 
 ## 2. #[pg_test] functions inside a PostgreSQL that cargo-pgrx runs as the postgres user
 test-pgrx:

@@ -16,6 +16,8 @@ pub static MAX_MEMORY_MB: GucSetting<i32> = GucSetting::<i32>::new(1024);
 
 /// Upper bound, in MiB, on the candidate vectors one backend keeps cached for nnn_search.
 pub static CACHE_MB: GucSetting<i32> = GucSetting::<i32>::new(1024);
+/// Device memory (MiB) one call may use on the GPU; 0 = 90 % of what is free.
+pub static CUDA_MEMORY_MB: GucSetting<i32> = GucSetting::<i32>::new(0);
 /// Faiss factory string of the index the `faiss` backend builds over the reference set.
 pub static FAISS_BACKEND_INDEX: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"Flat"));
 /// Whether nnn_search uses an index's Faiss structure (nnn.set_ann) when it has one.
@@ -37,6 +39,8 @@ pub enum BackendChoice {
     /// A Faiss index over the reference set (`nnn.faiss_backend_index`); builds with the
     /// `faiss` feature only.
     Faiss,
+    /// The first NVIDIA GPU (cuBLAS); builds with the `cuda` feature only.
+    Cuda,
 }
 
 /// Defines every setting; called from `_PG_init`.
@@ -63,8 +67,8 @@ pub fn init() {
     );
     GucRegistry::define_enum_guc(
         c"nnn.backend",
-        c"Where nnn computes: auto, cpu or faiss.",
-        c"auto picks the CPU backend; faiss builds nnn.faiss_backend_index over the reference set (builds with the faiss feature).",
+        c"Where nnn computes: auto, cpu, cuda or faiss.",
+        c"auto uses a usable GPU for large work and the CPU otherwise; faiss builds nnn.faiss_backend_index over the reference set.",
         &BACKEND,
         GucContext::Userset,
         GucFlags::default(),
@@ -93,6 +97,16 @@ pub fn init() {
         c"Calls that would need more fail before reading, naming this setting.",
         &MAX_MEMORY_MB,
         1,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_MB,
+    );
+    GucRegistry::define_int_guc(
+        c"nnn.cuda_memory_mb",
+        c"Device memory (MiB) one nnn call may use on the GPU (0 = 90% of what is free).",
+        c"Work is cut into row blocks that fit; too small a budget for one block is an error.",
+        &CUDA_MEMORY_MB,
+        0,
         i32::MAX,
         GucContext::Userset,
         GucFlags::UNIT_MB,

@@ -4,6 +4,7 @@
 use pgrx::prelude::*;
 
 mod api;
+mod backends;
 mod guc;
 mod postgres;
 

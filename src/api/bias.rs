@@ -1,12 +1,12 @@
 //! `nnn.build_bias`: fill a bias column from a reference query set (a migration step).
 
-use crate::guc;
+use crate::backends::backend;
 use crate::postgres::errors::{fail, or_raise, spi_or_raise};
 use crate::postgres::interrupts::BackendControl;
 use crate::postgres::read::{check_memory, read_vectors};
 use crate::postgres::relation::{ensure_bias_column, resolve, vector_column, Table};
 use crate::postgres::write::{write_bias, RowKeys};
-use nnn_engine::{reference_topk, Backend, CpuBackend, Matrix};
+use nnn_engine::{reference_topk, Matrix};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::PgRelation;
@@ -31,32 +31,6 @@ pub enum Scope<'a> {
     All,
     /// The rows whose unique integer id column is in `ids`.
     Ids { id_column: &'a str, ids: Vec<i64> },
-}
-
-/// The backend chosen by `nnn.backend` with `nnn.threads` workers.
-pub fn backend() -> Box<dyn Backend> {
-    let threads = guc::threads();
-    match guc::BACKEND.get() {
-        guc::BackendChoice::Auto | guc::BackendChoice::Cpu => {
-            Box::new(or_raise(CpuBackend::new(threads), "nnn.threads"))
-        }
-        guc::BackendChoice::Faiss => faiss_backend(threads),
-    }
-}
-
-#[cfg(feature = "faiss")]
-fn faiss_backend(threads: usize) -> Box<dyn Backend> {
-    let b = nnn_engine::faiss::backend::FaissBackend::new(&guc::faiss_backend_index(), guc::ann_params(), threads);
-    Box::new(or_raise(b, "nnn.backend"))
-}
-
-#[cfg(not(feature = "faiss"))]
-fn faiss_backend(_threads: usize) -> Box<dyn Backend> {
-    fail(
-        ERRCODE_FEATURE_NOT_SUPPORTED,
-        "this build of nnn has no Faiss backend",
-        "Build the extension with the faiss feature (make install does), or SET nnn.backend = 'cpu'.",
-    )
 }
 
 /// Reads the reference embeddings (rows visible to the caller).
@@ -134,7 +108,10 @@ pub fn build(
     let c = or_raise(Matrix::from_slice(&cand_data, dim, "candidates"), &what);
     let r = or_raise(Matrix::from_slice(&ref_data, dim, "reference set"), &what);
     let mut control = BackendControl::new(&what).with_rows(c.rows());
-    let top = or_raise(reference_topk(&*backend(), &c, &r, k as usize, &mut control), &what);
+    let top = or_raise(
+        reference_topk(&*backend(2.0 * (c.rows() * r.rows() * dim) as f64), &c, &r, k as usize, &mut control),
+        &what,
+    );
     let bias = or_raise(top.bias(k as usize), &what);
     let rows = bias.len() as i64;
     write_bias(candidates, bias_column, keys, bias);

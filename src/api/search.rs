@@ -3,9 +3,9 @@
 //! security): either every candidate row is read under its snapshot, or a per-backend cache
 //! is brought up to that snapshot through the change log (see `postgres::cache`).
 
-use super::bias::backend;
 use super::catalog::{lookup, IndexDef};
 use super::score::vector_arg;
+use crate::backends::backend;
 use crate::guc;
 use crate::postgres::cache::{self, Content, Entry};
 use crate::postgres::errors::{fail, or_raise};
@@ -182,7 +182,10 @@ pub fn best(
     let extra = skip.map_or(0, HashSet::len);
     let mut control = BackendControl::new(format!("search of {what}"));
     let alpha = guc::ALPHA.get() as f32;
-    let top = or_raise(search(&*backend(), cands, alpha, &q, k + extra, &mut control), what);
+    let top = or_raise(
+        search(&*backend(2.0 * (q.rows() * ids.len() * dim) as f64), cands, alpha, &q, k + extra, &mut control),
+        what,
+    );
     (0..top.rows)
         .map(|r| {
             let mut hits: Hits = top

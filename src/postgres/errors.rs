@@ -45,6 +45,16 @@ pub fn raise(err: EngineError, context: &str) -> ! {
             format!("{context}: {err}"),
             "Check the Faiss factory string (e.g. 'IVF1024,Flat', 'HNSW32,Flat'); IVF structures need at least as many rows as lists to train.",
         ),
+        EngineError::Unavailable { .. } => fail(
+            ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("{context}: {err}"),
+            "SET nnn.backend = 'cpu' (or 'auto', which uses a GPU only when one is usable).",
+        ),
+        EngineError::Device { .. } => fail(
+            ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
+            format!("{context}: {err}"),
+            "Lower nnn.cuda_memory_mb or free device memory, or SET nnn.backend = 'cpu'.",
+        ),
         EngineError::WorkerPanic(_) => fail(
             ERRCODE_INTERNAL_ERROR,
             format!("{context}: {err}"),

@@ -21,6 +21,10 @@ pub enum EngineError {
     Cancelled,
     /// Faiss refused or failed an operation (`what`), with its own message.
     Faiss { what: &'static str, message: String },
+    /// A backend (`what`, e.g. "CUDA") cannot run on this machine, and why.
+    Unavailable { what: &'static str, why: String },
+    /// A GPU operation (`what`) failed, with the driver's or library's message.
+    Device { what: &'static str, message: String },
     /// A worker thread panicked; the message is the panic payload.
     WorkerPanic(String),
 }
@@ -44,6 +48,8 @@ impl fmt::Display for EngineError {
             Self::InvalidParameter { name, value } => write!(f, "invalid {name}: {value}"),
             Self::Cancelled => write!(f, "cancelled"),
             Self::Faiss { what, message } => write!(f, "Faiss {what} failed: {message}"),
+            Self::Unavailable { what, why } => write!(f, "{what} is not available: {why}"),
+            Self::Device { what, message } => write!(f, "GPU {what} failed: {message}"),
             Self::WorkerPanic(msg) => write!(f, "a worker thread panicked: {msg}"),
         }
     }

@@ -1,6 +1,8 @@
 //! Where the fused product + top-k runs. Every backend gives the same answer as the CPU one.
 
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod kernel;
 
 use crate::control::Control;
@@ -20,4 +22,18 @@ pub trait Backend: Sync {
         k: usize,
         control: &mut dyn Control,
     ) -> Result<TopK>;
+}
+
+/// A shared backend (e.g. the one GPU context a process keeps) is a backend.
+impl<T: Backend + Send> Backend for std::sync::Arc<T> {
+    fn topk_products(
+        &self,
+        a: &Matrix,
+        b: &Matrix,
+        offset: Option<&[f32]>,
+        k: usize,
+        control: &mut dyn Control,
+    ) -> Result<TopK> {
+        (**self).topk_products(a, b, offset, k, control)
+    }
 }

@@ -81,8 +81,11 @@ pub fn assert_row_matches(got_idx: &[u32], got_val: &[f32], naive: &[f64], tol: 
     assert!(k <= naive.len());
 }
 
+/// The repository's data/wordnet-small, or `$NNN_DATA` (test binaries run from another checkout).
 fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/wordnet-small")
+    std::env::var_os("NNN_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/wordnet-small"))
 }
 
 pub fn read_f16(name: &str) -> Vec<f32> {

@@ -1,0 +1,120 @@
+//! The CUDA backend (feature `cuda`). Only the first test runs without a GPU; the others are
+//! `#[ignore]`d there (reported as ignored, not passed) and run on a GPU machine with
+//! `--ignored` (scripts/gpu-check.sh). Data paths follow `NNN_DATA` when set.
+#![cfg(feature = "cuda")]
+
+mod common;
+use common::*;
+use nnn_engine::backend::cuda::{kernel_ptx, unavailable, CudaBackend, MAX_K};
+use nnn_engine::*;
+
+fn gpu() -> CudaBackend {
+    CudaBackend::new(0).expect("a usable CUDA device")
+}
+
+#[test]
+fn without_a_gpu_the_backend_is_an_error_not_a_crash() {
+    let made = CudaBackend::new(0);
+    match unavailable() {
+        Some(why) => {
+            println!("no CUDA here ({why}): the GPU tests of this file are ignored, not passed");
+            assert!(matches!(made, Err(EngineError::Unavailable { what: "CUDA", .. })), "{made:?}");
+        }
+        None => match made {
+            Ok(b) => println!("CUDA device: {}", b.device_name()),
+            Err(e) => assert!(matches!(e, EngineError::Unavailable { .. }), "libraries present, no device: {e:?}"),
+        },
+    }
+}
+
+/// NVRTC compiles the merge kernel without a GPU; `make test` provides libnvrtc from PyPI
+/// (nvidia-cuda-nvrtc-cu12) and runs this.
+#[test]
+#[ignore = "needs libnvrtc: make test provides it"]
+fn nvrtc_compiles_the_merge_kernel() {
+    let ptx = kernel_ptx().expect("NVRTC present and the kernel compiles");
+    assert!(ptx.to_src().contains(".entry merge_topk"), "PTX without the kernel entry");
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: scripts/gpu-check.sh runs it"]
+fn gpu_matches_reference_package() {
+    check_wordnet_small(&gpu());
+}
+
+/// Coarse values (multiples of 1/4) make every product exact in f32, so the GPU must return
+/// exactly the CPU's values and indices, tie order included.
+#[test]
+#[ignore = "needs an NVIDIA GPU: scripts/gpu-check.sh runs it"]
+fn gpu_equals_cpu_exactly_tie_order_included() {
+    let (g, cpu) = (gpu(), CpuBackend::new(2).unwrap());
+    let mut rng = Rng::new(21);
+    for &(m, n, d, k, with_offset) in &[
+        (1, 5, 3, 5, false),
+        (37, 9000, 24, 10, true),
+        (300, 4096, 64, 128, false),
+        (5, 12_345, 16, 1024, true),
+        (2000, 5000, 384, 128, false),
+    ] {
+        let (a, b) = (rng.matrix(m, d, true), rng.matrix(n, d, true));
+        let off: Vec<f32> = (0..n).map(|_| (rng.unit() * 4.0).round() / 4.0).collect();
+        let (am, bm) = (Matrix::from_slice(&a, d, "a").unwrap(), Matrix::from_slice(&b, d, "b").unwrap());
+        let o = with_offset.then_some(off.as_slice());
+        let want = cpu.topk_products(&am, &bm, o, k, &mut Unwatched).unwrap();
+        let got = g.topk_products(&am, &bm, o, k, &mut Unwatched).unwrap();
+        assert_eq!(got, want, "shape {m}x{n}x{d} k={k}");
+    }
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: scripts/gpu-check.sh runs it"]
+fn small_memory_budgets_cut_blocks_and_too_small_is_an_error() {
+    let g = gpu();
+    let mut rng = Rng::new(5);
+    let (m, n, d, k) = (3000, 20_000, 32, 16);
+    let (a, b) = (rng.matrix(m, d, false), rng.matrix(n, d, false));
+    let (am, bm) = (Matrix::from_slice(&a, d, "a").unwrap(), Matrix::from_slice(&b, d, "b").unwrap());
+    let whole = g.topk_products(&am, &bm, None, k, &mut Unwatched).unwrap();
+    g.set_memory_limit(3 << 20); // b no longer fits: tiles copied, rows in blocks
+    assert_eq!(g.topk_products(&am, &bm, None, k, &mut Unwatched).unwrap(), whole);
+    g.set_memory_limit(64 << 10);
+    let err = g.topk_products(&am, &bm, None, k, &mut Unwatched).unwrap_err();
+    assert!(matches!(err, EngineError::Device { what: "memory", .. }), "{err:?}");
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: scripts/gpu-check.sh runs it"]
+fn gpu_rejects_k_above_its_limit_and_stops_when_cancelled() {
+    let g = gpu();
+    let a = vec![0.5f32; 4 * (MAX_K + 1)];
+    let m = Matrix::from_slice(&a, 4, "a").unwrap();
+    assert!(matches!(g.topk_products(&m, &m, None, MAX_K + 1, &mut Unwatched), Err(EngineError::KOutOfRange { .. })));
+    struct Stop;
+    impl Control for Stop {
+        fn keep_going(&mut self, done: u64, _: u64) -> bool {
+            done == 0
+        }
+    }
+    let mut rng = Rng::new(9);
+    let (a, b) = (rng.matrix(512, 64, false), rng.matrix(400_000, 64, false));
+    let (am, bm) = (Matrix::from_slice(&a, 64, "a").unwrap(), Matrix::from_slice(&b, 64, "b").unwrap());
+    let r = reference_topk(&g, &am, &bm, 8, &mut Stop);
+    assert!(matches!(r, Err(EngineError::Cancelled)), "{r:?}");
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: scripts/gpu-check.sh runs it"]
+fn gpu_search_matches_naive() {
+    let g = gpu();
+    let mut rng = Rng::new(17);
+    let (nq, n, d) = (50, 7000, 48);
+    let (q, c) = (rng.matrix(nq, d, false), rng.matrix(n, d, false));
+    let bias: Vec<f32> = (0..n).map(|_| rng.unit()).collect();
+    let cands = Candidates::new(Matrix::from_slice(&c, d, "c").unwrap(), Some(bias.clone())).unwrap();
+    let top = search(&g, &cands, 0.75, &Matrix::from_slice(&q, d, "q").unwrap(), 10, &mut Unwatched).unwrap();
+    let off: Vec<f64> = bias.iter().map(|&b| 0.75 * f64::from(b)).collect();
+    for r in 0..nq {
+        let naive = naive_scores(&q[r * d..(r + 1) * d], &c, d, Some(&off));
+        assert_row_matches(top.row_indices(r), top.row_values(r), &naive, 1e-4, &format!("query {r}"));
+    }
+}

@@ -1,0 +1,38 @@
+"""nnn.backend: auto, cpu, cuda and faiss compute the same biases; without a GPU, 'cuda' is a
+clear error and 'auto' runs on the CPU (with one, 'cuda' must equal the CPU)."""
+import ctypes.util
+
+import psycopg
+import pytest
+
+
+@pytest.fixture
+def tables(connect):
+    c = connect()
+    c.execute("DROP TABLE IF EXISTS be_img, be_ref")
+    c.execute("CREATE TABLE be_img (id int PRIMARY KEY, emb real[])")
+    c.execute("CREATE TABLE be_ref (emb real[])")
+    c.execute("INSERT INTO be_img SELECT g, ARRAY(SELECT sin(g * j) FROM generate_series(1, 16) j)::real[] FROM generate_series(1, 300) g")
+    c.execute("INSERT INTO be_ref SELECT ARRAY(SELECT cos(g * j) FROM generate_series(1, 16) j)::real[] FROM generate_series(1, 500) g")
+    c.execute("SELECT nnn.build_bias('be_img', 'emb', 'be_ref', 'emb', 'cpu_bias', k => 8)")
+    return c
+
+
+def bias_with(c, backend, column):
+    c.execute("SELECT set_config('nnn.backend', %s, false)", (backend,))
+    c.execute(f"SELECT nnn.build_bias('be_img', 'emb', 'be_ref', 'emb', '{column}', k => 8)")
+    return c.execute(f"SELECT max(abs({column} - cpu_bias)) FROM be_img").fetchone()[0]
+
+
+def test_auto_and_faiss_equal_the_cpu(tables):
+    assert bias_with(tables, "auto", "auto_bias") < 1e-5
+    assert bias_with(tables, "faiss", "faiss_bias") < 1e-5
+
+
+def test_cuda_is_a_clear_error_without_a_gpu_and_equals_the_cpu_with_one(tables):
+    if ctypes.util.find_library("cuda") is None:
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="CUDA is not available"):
+            bias_with(tables, "cuda", "gpu_bias")
+        assert tables.execute("SELECT 1").fetchone()[0] == 1  # the session goes on
+    else:
+        assert bias_with(tables, "cuda", "gpu_bias") < 1e-5
