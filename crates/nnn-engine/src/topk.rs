@@ -6,16 +6,21 @@ pub fn ranks_before(v: f32, i: u32, w: f32, j: u32) -> bool {
     v > w || (v == w && i < j)
 }
 
-/// Total order "ranks before" as an [`std::cmp::Ordering`] (best first).
+/// A `u64` whose ascending order is "ranks before": larger value first, then lower index, so
+/// selections and sorts compare plain integers. Both zeros encode as +0 (they tie by index).
 #[inline]
-fn best_first(a: &(f32, u32), b: &(f32, u32)) -> std::cmp::Ordering {
-    if ranks_before(a.0, a.1, b.0, b.1) {
-        std::cmp::Ordering::Less
-    } else if ranks_before(b.0, b.1, a.0, a.1) {
-        std::cmp::Ordering::Greater
-    } else {
-        std::cmp::Ordering::Equal
-    }
+fn rank_key(v: f32, i: u32) -> u64 {
+    let b = if v == 0.0 { 0 } else { v.to_bits() };
+    let up = if b & 0x8000_0000 != 0 { !b } else { b | 0x8000_0000 };
+    (u64::from(!up) << 32) | u64::from(i)
+}
+
+/// The value and index a [`rank_key`] encodes.
+#[inline]
+fn key_parts(key: u64) -> (f32, u32) {
+    let up = !((key >> 32) as u32);
+    let b = if up & 0x8000_0000 != 0 { up & 0x7fff_ffff } else { !up };
+    (f32::from_bits(b), key as u32)
 }
 
 /// The running top-k of many rows, each in a buffer of 2k entries: an entry above the row's
@@ -25,7 +30,7 @@ fn best_first(a: &(f32, u32), b: &(f32, u32)) -> std::cmp::Ordering {
 pub struct RowsTopK {
     k: usize,
     cap: usize,
-    buf: Vec<(f32, u32)>,
+    buf: Vec<u64>,
     lens: Vec<usize>,
     thresholds: Vec<f32>,
 }
@@ -34,7 +39,7 @@ impl RowsTopK {
     /// Empty buffers for `rows` rows keeping `k ≥ 1` entries each.
     pub fn new(rows: usize, k: usize) -> Self {
         let cap = 2 * k.max(1);
-        Self { k, cap, buf: vec![(0.0, 0); rows * cap], lens: vec![0; rows], thresholds: vec![f32::NEG_INFINITY; rows] }
+        Self { k, cap, buf: vec![0; rows * cap], lens: vec![0; rows], thresholds: vec![f32::NEG_INFINITY; rows] }
     }
 
     /// Values at or below this cannot enter row `r` (−∞ until its buffer first fills).
@@ -47,13 +52,13 @@ impl RowsTopK {
     #[inline]
     pub fn push(&mut self, r: usize, v: f32, i: u32) {
         let len = self.lens[r];
-        self.buf[r * self.cap + len] = (v, i);
+        self.buf[r * self.cap + len] = rank_key(v, i);
         self.lens[r] = len + 1;
         if len + 1 == self.cap {
             let row = &mut self.buf[r * self.cap..(r + 1) * self.cap];
-            row.select_nth_unstable_by(self.k - 1, best_first);
+            row.select_nth_unstable(self.k - 1);
             self.lens[r] = self.k;
-            self.thresholds[r] = row[self.k - 1].0;
+            self.thresholds[r] = key_parts(row[self.k - 1]).0;
         }
     }
 
@@ -69,12 +74,15 @@ impl RowsTopK {
             }
             let row = &mut self.buf[r * self.cap..r * self.cap + len];
             if len > self.k {
-                row.select_nth_unstable_by(self.k - 1, best_first);
+                row.select_nth_unstable(self.k - 1);
             }
             let best = &mut row[..self.k];
-            best.sort_unstable_by(best_first);
-            vals.extend(best.iter().map(|e| e.0));
-            idx.extend(best.iter().map(|e| e.1));
+            best.sort_unstable();
+            for &key in best.iter() {
+                let (v, i) = key_parts(key);
+                vals.push(v);
+                idx.push(i);
+            }
         }
         Ok((vals, idx))
     }
@@ -82,11 +90,10 @@ impl RowsTopK {
 
 /// Sorts `(vals, idx)` pairs best first, in place.
 pub fn sort_best_first(vals: &mut [f32], idx: &mut [u32]) {
-    let mut pairs: Vec<(f32, u32)> = vals.iter().copied().zip(idx.iter().copied()).collect();
-    pairs.sort_unstable_by(best_first);
-    for (n, (v, i)) in pairs.into_iter().enumerate() {
-        vals[n] = v;
-        idx[n] = i;
+    let mut keys: Vec<u64> = vals.iter().zip(idx.iter()).map(|(&v, &i)| rank_key(v, i)).collect();
+    keys.sort_unstable();
+    for (n, key) in keys.into_iter().enumerate() {
+        (vals[n], idx[n]) = key_parts(key);
     }
 }
 
@@ -112,5 +119,24 @@ impl TopK {
     /// Column indices of row `r`, best first.
     pub fn row_indices(&self, r: usize) -> &[u32] {
         &self.indices[r * self.k..(r + 1) * self.k]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rank_keys_order_like_ranks_before_and_round_trip() {
+        let values = [f32::NEG_INFINITY, -3.5, -1e-30, -0.0, 0.0, 1e-30, 2.0, 7.25, f32::INFINITY];
+        let entries: Vec<(f32, u32)> = values.iter().flat_map(|&v| [(v, 0u32), (v, 1), (v, u32::MAX)]).collect();
+        for &(v, i) in &entries {
+            let (w, j) = key_parts(rank_key(v, i));
+            assert!(w == v && j == i, "({v}, {i}) came back as ({w}, {j})");
+            for &(x, k) in &entries {
+                let tie = v == x && i == k;
+                assert_eq!(rank_key(v, i) < rank_key(x, k), !tie && ranks_before(v, i, x, k), "({v},{i}) vs ({x},{k})");
+            }
+        }
     }
 }

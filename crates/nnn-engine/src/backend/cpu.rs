@@ -178,16 +178,13 @@ fn scan_task_packed(
                     std::array::from_fn(|r| if r < rows_here { top.threshold(panel * MR + r) } else { f32::INFINITY });
                 // SAFETY: the caller checked `kernel::available()`; the panels hold MR*d and NR*d values.
                 let mut hits = unsafe { micro_kernel(d, ap, bp, o, &thr, &mut out) };
+                // Bits in increasing column order per row; each push may raise the threshold.
                 while hits != 0 {
-                    let r = hits.trailing_zeros() as usize;
+                    let bit = hits.trailing_zeros() as usize;
                     hits &= hits - 1;
-                    let row = panel * MR + r;
-                    let mut t = thr[r];
-                    for (c, &v) in out[r * NR..(r + 1) * NR].iter().enumerate() {
-                        if v > t {
-                            top.push(row, v, (c0 + c) as u32);
-                            t = top.threshold(row);
-                        }
+                    let (row, v) = (panel * MR + bit / NR, out[bit]);
+                    if v > top.threshold(row) {
+                        top.push(row, v, (c0 + bit % NR) as u32);
                     }
                 }
             }

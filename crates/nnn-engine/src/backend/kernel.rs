@@ -41,8 +41,8 @@ pub fn pack(rows: &[f32], d: usize, width: usize) -> Vec<f32> {
 }
 
 /// `out[r*NR + c] = Σ_p a[p*MR + r] · b[p*NR + c] − off[c]` for one packed `a` panel (MR × d)
-/// and one packed `b` panel (NR × d). Returns a bit per row `r` that has some value above
-/// `thr[r]`, so the caller looks at the scores only then (rarely, once thresholds settle).
+/// and one packed `b` panel (NR × d). Returns bit `r*NR + c` set where `out[r*NR + c]` is
+/// above `thr[r]`, so the caller looks at those scores only (rarely, once thresholds settle).
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA ([`available`]); `a` must hold `MR*d` and `b` `NR*d` values.
@@ -55,7 +55,7 @@ pub unsafe fn micro_kernel(
     off: &[f32; NR],
     thr: &[f32; MR],
     out: &mut [f32; MR * NR],
-) -> u32 {
+) -> u128 {
     use std::arch::x86_64::*;
     debug_assert!(a.len() >= MR * d && b.len() >= NR * d);
     let (a, b) = (a.as_ptr(), b.as_ptr());
@@ -70,14 +70,15 @@ pub unsafe fn micro_kernel(
         }
     }
     let (o0, o1) = (_mm256_loadu_ps(off.as_ptr()), _mm256_loadu_ps(off.as_ptr().add(8)));
-    let mut hits = 0u32;
+    let mut hits = 0u128;
     for (r, acc) in c.iter().enumerate() {
         let (v0, v1) = (_mm256_sub_ps(acc[0], o0), _mm256_sub_ps(acc[1], o1));
         _mm256_storeu_ps(out.as_mut_ptr().add(r * NR), v0);
         _mm256_storeu_ps(out.as_mut_ptr().add(r * NR + 8), v1);
         let t = _mm256_set1_ps(thr[r]);
-        let above = _mm256_or_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v0, t), _mm256_cmp_ps::<_CMP_GT_OQ>(v1, t));
-        hits |= u32::from(_mm256_movemask_ps(above) != 0) << r;
+        let low = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v0, t)) as u128;
+        let high = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v1, t)) as u128;
+        hits |= (low | high << 8) << (r * NR);
     }
     hits
 }
@@ -95,13 +96,13 @@ pub unsafe fn micro_kernel(
     off: &[f32; NR],
     thr: &[f32; MR],
     out: &mut [f32; MR * NR],
-) -> u32 {
+) -> u128 {
     let mut hits = 0;
     for r in 0..MR {
         for c in 0..NR {
             let v = (0..d).map(|p| a[p * MR + r] * b[p * NR + c]).sum::<f32>() - off[c];
             out[r * NR + c] = v;
-            hits |= u32::from(v > thr[r]) << r;
+            hits |= u128::from(v > thr[r]) << (r * NR + c);
         }
     }
     hits
@@ -122,14 +123,16 @@ mod tests {
         let (pa, pb) = (pack(&a, d, MR), pack(&b, d, NR));
         let mut out = [0f32; MR * NR];
         let off: [f32; NR] = std::array::from_fn(|c| c as f32);
-        let thr = [1e9, -1e9, 1e9, -1e9, 1e9, 1e9];
+        let thr = [1e9, -1e9, 1e9, 0.0, 1e9, 1e9];
         let hits = unsafe { micro_kernel(d, &pa, &pb, &off, &thr, &mut out) };
-        assert_eq!(hits, 0b001010);
         for r in 0..MR {
             for c in 0..NR {
                 let dot: f32 = if r < 4 && c < 13 { (0..d).map(|p| a[r * d + p] * b[c * d + p]).sum() } else { 0.0 };
-                assert_eq!(out[r * NR + c], dot - c as f32, "r={r} c={c}");
+                let v = out[r * NR + c];
+                assert_eq!(v, dot - c as f32, "r={r} c={c}");
+                assert_eq!(hits >> (r * NR + c) & 1 == 1, v > thr[r], "hit bit r={r} c={c}");
             }
         }
+        assert_eq!(hits >> NR & 0xffff, 0xffff, "row 1 is above -1e9 everywhere");
     }
 }
