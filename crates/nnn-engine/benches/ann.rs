@@ -7,6 +7,7 @@
 //! Proposals are re-scored exactly, as nnn_search does (2 × k proposals per query).
 
 use nnn_engine::faiss::ann::{AnnIndex, AnnParams};
+use nnn_engine::faiss::backend::FaissBackend;
 use nnn_engine::{reference_topk, score, search, Candidates, CpuBackend, Matrix, Unwatched};
 use std::collections::HashSet;
 use std::time::Instant;
@@ -145,6 +146,33 @@ impl Problem {
     }
 }
 
+/// Biases of wordnet-dev's candidates (k = 128) through Faiss backends against the exact CPU
+/// engine: time and error (`nnn.backend = 'faiss'` with `nnn.faiss_backend_index`).
+fn bias_errors(cand: &[f32], refs: &[f32], d: usize, threads: usize) {
+    let (c, r) = (Matrix::from_slice(cand, d, "c").unwrap(), Matrix::from_slice(refs, d, "r").unwrap());
+    let t = Instant::now();
+    let exact =
+        reference_topk(&CpuBackend::new(threads).unwrap(), &c, &r, 128, &mut Unwatched).unwrap().bias(128).unwrap();
+    println!(
+        "# bias of {} candidates over {} reference rows, k=128: exact CPU engine {:.3} s",
+        c.rows(),
+        r.rows(),
+        t.elapsed().as_secs_f64()
+    );
+    for (factory, probes) in [("Flat", 0), ("IVF256,Flat", 8), ("IVF256,Flat", 32)] {
+        let backend = FaissBackend::new(factory, AnnParams { probes, ef_search: 0 }, threads).unwrap();
+        let t = Instant::now();
+        let bias = reference_topk(&backend, &c, &r, 128, &mut Unwatched).unwrap().bias(128).unwrap();
+        let secs = t.elapsed().as_secs_f64();
+        let err: Vec<f64> = bias.iter().zip(&exact).map(|(a, b)| f64::from((a - b).abs())).collect();
+        let max = err.iter().copied().fold(0.0, f64::max);
+        let mean = err.iter().sum::<f64>() / err.len() as f64;
+        println!(
+            "RESULT bias.faiss {factory:<12} probes={probes:<3} {secs:>7.3} s  max |error| {max:.2e}  mean {mean:.2e}"
+        );
+    }
+}
+
 fn probes(list: &[usize]) -> Vec<AnnParams> {
     list.iter().map(|&p| AnnParams { probes: p, ef_search: 0 }).collect()
 }
@@ -165,6 +193,7 @@ fn main() {
     ) {
         let d = 384;
         let backend = CpuBackend::new(threads).unwrap();
+        bias_errors(&cand, &refs, d, threads);
         // the largest real set at hand: the 32,000 reference rows serve as candidates
         let (cand, refs) = (refs, cand);
         let c = Matrix::from_slice(&cand, d, "c").unwrap();
