@@ -89,16 +89,19 @@ fn gpu_rejects_k_above_its_limit_and_stops_when_cancelled() {
     let a = vec![0.5f32; 4 * (MAX_K + 1)];
     let m = Matrix::from_slice(&a, 4, "a").unwrap();
     assert!(matches!(g.topk_products(&m, &m, None, MAX_K + 1, &mut Unwatched), Err(EngineError::KOutOfRange { .. })));
-    struct Stop;
+    // Lets the work start, then asks to stop at the first poll (every 20 ms) while about
+    // 2.6 TFLOP of tiles are still running.
+    struct Stop(u32);
     impl Control for Stop {
-        fn keep_going(&mut self, done: u64, _: u64) -> bool {
-            done == 0
+        fn keep_going(&mut self, _done: u64, _total: u64) -> bool {
+            self.0 += 1;
+            self.0 == 1
         }
     }
     let mut rng = Rng::new(9);
-    let (a, b) = (rng.matrix(512, 64, false), rng.matrix(400_000, 64, false));
-    let (am, bm) = (Matrix::from_slice(&a, 64, "a").unwrap(), Matrix::from_slice(&b, 64, "b").unwrap());
-    let r = reference_topk(&g, &am, &bm, 8, &mut Stop);
+    let (a, b) = (rng.matrix(10_000, 128, false), rng.matrix(1_000_000, 128, false));
+    let (am, bm) = (Matrix::from_slice(&a, 128, "a").unwrap(), Matrix::from_slice(&b, 128, "b").unwrap());
+    let r = reference_topk(&g, &am, &bm, 8, &mut Stop(0));
     assert!(matches!(r, Err(EngineError::Cancelled)), "{r:?}");
 }
 
