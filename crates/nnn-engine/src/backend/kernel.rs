@@ -60,7 +60,7 @@ pub unsafe fn micro_kernel(
     debug_assert!(a.len() >= MR * d && b.len() >= NR * d);
     let (a, b) = (a.as_ptr(), b.as_ptr());
     let mut c = [[_mm256_setzero_ps(); 2]; MR];
-    for p in 0..d {
+    let step = |c: &mut [[__m256; 2]; MR], p: usize| {
         let b0 = _mm256_loadu_ps(b.add(p * NR));
         let b1 = _mm256_loadu_ps(b.add(p * NR + 8));
         for (r, acc) in c.iter_mut().enumerate() {
@@ -68,6 +68,18 @@ pub unsafe fn micro_kernel(
             acc[0] = _mm256_fmadd_ps(av, b0, acc[0]);
             acc[1] = _mm256_fmadd_ps(av, b1, acc[1]);
         }
+    };
+    // Four dimensions per loop turn (fewer branches and pointer updates), same order of sums.
+    let mut p = 0;
+    while p + 4 <= d {
+        for u in 0..4 {
+            step(&mut c, p + u);
+        }
+        p += 4;
+    }
+    while p < d {
+        step(&mut c, p);
+        p += 1;
     }
     let (o0, o1) = (_mm256_loadu_ps(off.as_ptr()), _mm256_loadu_ps(off.as_ptr().add(8)));
     let mut hits = 0u128;
