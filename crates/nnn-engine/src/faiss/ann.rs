@@ -7,19 +7,17 @@
 //! Replacing or deleting an id marks its old slot dead, so rows can be added and removed
 //! without retraining, whatever the Faiss structure.
 
+use super::index::{add_blocks, search_blocks, trained, tune};
 use super::{augmented, faiss_error, native};
 use crate::control::Control;
 use crate::error::{EngineError, Result};
 use crate::matrix::Matrix;
-use crate::run::{run_polled, Progress};
+use crate::run::run_polled;
 use crate::search::Candidates;
-use faiss::index::autotune::ParameterSpace;
 use faiss::index::IndexImpl;
-use faiss::{index_factory, Index, MetricType};
+use faiss::{Index, MetricType};
 use std::collections::{HashMap, HashSet};
 
-/// Rows added, or queries searched, per Faiss call; cancellation is checked between calls.
-const BLOCK: usize = 16_384;
 /// Searches of at most this many queries run on the calling thread with one OpenMP thread
 /// (no thread is started, so no signal mask matters): the pool's hand-off costs more than
 /// such a search.
@@ -70,13 +68,7 @@ impl AnnIndex {
         let (data, _) = lifted(&data, dim + 1, radius);
         let index = run_polled(threads, v.rows() as u64, control, |progress| {
             native::set_threads(threads);
-            let mut index =
-                index_factory(dim as u32 + 2, factory, MetricType::L2).map_err(|e| faiss_error("factory", e))?;
-            if !index.is_trained() {
-                index.train(&data).map_err(|e| faiss_error("train", e))?;
-            }
-            add_blocks(&mut index, &data, dim + 2, progress)?;
-            Ok(index)
+            trained(factory, dim + 2, MetricType::L2, &data, progress)
         })?;
         let (factory, dead, live) = (factory.to_string(), Vec::new(), HashMap::new());
         let mut out = Self { index, factory, dim, radius, ids: Vec::new(), dead, outside: Vec::new(), live };
@@ -149,7 +141,7 @@ impl AnnIndex {
         }
         queries.check_dim(self.dim, "query vs index")?;
         queries.check_finite("query")?;
-        self.apply(params)?;
+        tune(&self.index, &self.factory, params)?;
         let (q, _) =
             lifted(&augmented(queries.as_slice(), self.dim, std::iter::repeat(-alpha)), self.dim + 1, f32::NAN);
         // Ask for enough that k remain after dropping dead and skipped slots at their share;
@@ -204,37 +196,10 @@ impl AnnIndex {
             native::set_threads(1);
             return Ok(native::search(&self.index, q, fetch)?.1);
         }
-        let row = self.dim + 2;
         run_polled(threads, rows as u64, control, |progress| {
             native::set_threads(threads);
-            let mut labels = Vec::with_capacity(rows * fetch);
-            for block in q.chunks(BLOCK * row) {
-                if progress.cancelled() {
-                    return Err(EngineError::Cancelled);
-                }
-                labels.extend(native::search(&self.index, block, fetch)?.1);
-                progress.add((block.len() / row) as u64);
-            }
-            Ok(labels)
+            Ok(search_blocks(&self.index, q, self.dim + 2, fetch, progress)?.1)
         })
-    }
-
-    /// Sets the search knobs that apply to this structure.
-    fn apply(&self, params: AnnParams) -> Result<()> {
-        let space = ParameterSpace::new().map_err(|e| faiss_error("parameters", e))?;
-        let upper = self.factory.to_ascii_uppercase();
-        if params.probes > 0 && upper.contains("IVF") {
-            space
-                .set_index_parameter(&self.index, "nprobe", params.probes as f64)
-                .map_err(|e| faiss_error("nprobe", e))?;
-        }
-        if params.ef_search > 0 && upper.contains("HNSW") {
-            let name = if upper.starts_with("HNSW") { "efSearch" } else { "quantizer_efSearch" };
-            space
-                .set_index_parameter(&self.index, name, params.ef_search as f64)
-                .map_err(|e| faiss_error("efSearch", e))?;
-        }
-        Ok(())
     }
 
     /// The Faiss factory string this index was built with.
@@ -301,18 +266,6 @@ impl AnnIndex {
             ids.iter().zip(&dead).enumerate().filter(|(_, (_, &d))| !d).map(|(slot, (&id, _))| (id, slot)).collect();
         Ok(Self { index, factory, dim, radius, ids, dead, outside, live })
     }
-}
-
-/// Adds `data` (rows of `row` values) in blocks, stopping between blocks when cancelled.
-fn add_blocks(index: &mut IndexImpl, data: &[f32], row: usize, progress: &Progress) -> Result<()> {
-    for block in data.chunks(BLOCK * row) {
-        if progress.cancelled() {
-            return Err(EngineError::Cancelled);
-        }
-        index.add(block).map_err(|e| faiss_error("add", e))?;
-        progress.add((block.len() / row) as u64);
-    }
-    Ok(())
 }
 
 /// Rows of `row` values with one more, `sqrt(radius² − |x|²)`, or 0 for every row when

@@ -2,6 +2,7 @@
 //! `Flat` (Faiss's BLAS path), approximate with e.g. `IVF256,Flat`.
 
 use super::ann::AnnParams;
+use super::index::{search_blocks, trained, tune};
 use super::{augmented, faiss_error, native};
 use crate::backend::Backend;
 use crate::control::Control;
@@ -9,11 +10,7 @@ use crate::error::{EngineError, Result};
 use crate::matrix::Matrix;
 use crate::run::run_polled;
 use crate::topk::{sort_best_first, TopK};
-use faiss::index::autotune::ParameterSpace;
-use faiss::{index_factory, Index, MetricType};
-
-/// Rows of `a` per Faiss search call; cancellation is checked between calls.
-const BLOCK: usize = 4096;
+use faiss::MetricType;
 
 /// Top-k through a Faiss index built over `b` on every call.
 #[derive(Debug, Clone)]
@@ -52,31 +49,13 @@ impl Backend for FaissBackend {
             None => (a.as_slice().to_vec(), b.as_slice().to_vec(), a.dim()),
         };
         let rows = a.rows();
-        let (mut values, labels) = run_polled(self.threads, rows as u64, control, |progress| {
+        // progress: rows of `b` added, then rows of `a` searched
+        let total = (b.rows() + rows) as u64;
+        let (mut values, labels) = run_polled(self.threads, total, control, |progress| {
             native::set_threads(self.threads);
-            let mut index = index_factory(d as u32, &self.factory, MetricType::InnerProduct)
-                .map_err(|e| faiss_error("factory", e))?;
-            if !index.is_trained() {
-                index.train(&b_data).map_err(|e| faiss_error("train", e))?;
-            }
-            index.add(&b_data).map_err(|e| faiss_error("add", e))?;
-            if self.params.probes > 0 && self.factory.to_ascii_uppercase().contains("IVF") {
-                let space = ParameterSpace::new().map_err(|e| faiss_error("parameters", e))?;
-                space
-                    .set_index_parameter(&index, "nprobe", self.params.probes as f64)
-                    .map_err(|e| faiss_error("nprobe", e))?;
-            }
-            let (mut values, mut labels) = (Vec::with_capacity(rows * k), Vec::with_capacity(rows * k));
-            for block in a_data.chunks(BLOCK * d) {
-                if progress.cancelled() {
-                    return Err(EngineError::Cancelled);
-                }
-                let (v, l) = native::search(&index, block, k)?;
-                values.extend(v);
-                labels.extend(l);
-                progress.add((block.len() / d) as u64);
-            }
-            Ok((values, labels))
+            let index = trained(&self.factory, d, MetricType::InnerProduct, &b_data, progress)?;
+            tune(&index, &self.factory, self.params)?;
+            search_blocks(&index, &a_data, d, k, progress)
         })?;
         if labels.iter().any(|&l| l < 0) {
             return Err(faiss_error(

@@ -7,6 +7,7 @@
 
 pub mod ann;
 pub mod backend;
+mod index;
 mod native;
 
 use crate::error::EngineError;
