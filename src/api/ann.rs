@@ -67,7 +67,7 @@ pub use with_faiss::{build, search};
 
 #[cfg(feature = "faiss")]
 mod with_faiss {
-    use super::super::search::{best_ann, candidates, merge_fresh, select_rows, Hits};
+    use super::super::search::{best_ann, candidates, merge_fresh, read_ids, select_rows, Hits};
     use super::*;
     use crate::guc;
     use crate::postgres::ann_store::{load, save, snapshot, Saved};
@@ -150,17 +150,11 @@ mod with_faiss {
         }
         let changed = changed.unwrap_or_default();
         let mut index = or_raise(AnnIndex::from_bytes(&load(&def.name, &what)), &what);
-        let fresh = read_vectors::<i64>(
-            &select_rows(def, &format!("WHERE {} = ANY($1)", def.id_column)),
-            &[DatumWithOid::from(changed.clone())],
-            &what,
-            Some(index.dim()),
-        );
+        let (keys, cands) = read_ids(def, changed.clone(), index.dim(), &what);
         index.remove(&changed.into_iter().collect());
-        let n = fresh.keys.len();
-        let cands = candidates(fresh.data, fresh.extra, index.dim(), &what);
+        let n = keys.len();
         let mut control = BackendControl::new(format!("adding rows to the {what}")).with_rows(n);
-        or_raise(index.add(&cands, &fresh.keys, guc::threads(), &mut control), &what);
+        or_raise(index.add(&cands, &keys, guc::threads(), &mut control), &what);
         store(def, &ann.factory, &snap, &index, started)
     }
 

@@ -73,6 +73,18 @@ pub fn candidates(data: Vec<f32>, bias: Vec<f32>, dim: usize, what: &str) -> Can
     or_raise(Candidates::new(vectors, Some(bias)), what)
 }
 
+/// The rows of `ids` as the caller sees them now (those still visible and complete): their
+/// ids and checked candidates of dimension `rows_dim`.
+pub fn read_ids(def: &IndexDef, ids: Vec<i64>, rows_dim: usize, what: &str) -> (Vec<i64>, Candidates<'static>) {
+    let rows = read_vectors::<i64>(
+        &select_rows(def, &format!("WHERE {} = ANY($1)", def.id_column)),
+        &[DatumWithOid::from(ids)],
+        what,
+        Some(rows_dim),
+    );
+    (rows.keys, candidates(rows.data, rows.extra, rows_dim, what))
+}
+
 /// The cached rows minus those changed since the entry's snapshot, plus the changed rows as
 /// the caller sees them now; None when the entry cannot be brought up to date.
 #[allow(irrefutable_let_patterns)] // a second kind of entry exists with the faiss feature
@@ -101,15 +113,9 @@ pub fn merge_fresh(
     if changed.is_empty() {
         return;
     }
-    let fresh = read_vectors::<i64>(
-        &select_rows(def, &format!("WHERE {} = ANY($1)", def.id_column)),
-        &[DatumWithOid::from(changed)],
-        what,
-        Some(rows_dim),
-    );
-    if !fresh.keys.is_empty() {
-        let cands = candidates(fresh.data, fresh.extra, fresh.dim, what);
-        for (all, new) in hits.iter_mut().zip(best(&cands, &fresh.keys, queries, dim, k, None, what)) {
+    let (keys, cands) = read_ids(def, changed, rows_dim, what);
+    if !keys.is_empty() {
+        for (all, new) in hits.iter_mut().zip(best(&cands, &keys, queries, dim, k, None, what)) {
             all.extend(new);
             rank(all);
             all.truncate(k);
@@ -132,14 +138,7 @@ pub fn best_ann(
     let mut ids: Vec<i64> = proposed.iter().flatten().copied().collect();
     ids.sort_unstable();
     ids.dedup();
-    let rows = read_vectors::<i64>(
-        &select_rows(def, &format!("WHERE {} = ANY($1)", def.id_column)),
-        &[DatumWithOid::from(ids)],
-        what,
-        Some(rows_dim),
-    );
-    let keys = rows.keys;
-    let cands = candidates(rows.data, rows.extra, rows_dim, what);
+    let (keys, cands) = read_ids(def, ids, rows_dim, what);
     let at: std::collections::HashMap<i64, usize> = keys.iter().enumerate().map(|(i, &id)| (id, i)).collect();
     let (v, bias) = (cands.vectors().as_slice(), cands.bias().unwrap_or_default());
     let alpha = guc::ALPHA.get() as f32;
