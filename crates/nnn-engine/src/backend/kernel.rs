@@ -30,6 +30,7 @@ pub fn pack(rows: &[f32], d: usize, width: usize) -> Vec<f32> {
     use rayon::prelude::*;
     let panels = (rows.len() / d).div_ceil(width);
     let mut out = vec![0f32; panels * width * d];
+    huge_pages(&mut out);
     out.par_chunks_mut(width * d).zip(rows.par_chunks(width * d)).for_each(|(panel, src)| {
         for (r, values) in src.chunks_exact(d).enumerate() {
             for (p, &v) in values.iter().enumerate() {
@@ -38,6 +39,21 @@ pub fn pack(rows: &[f32], d: usize, width: usize) -> Vec<f32> {
         }
     });
     out
+}
+
+/// Asks the kernel to back `buf` with transparent huge pages where it can (before it is first
+/// written): fewer page faults and TLB misses over a large packed side.
+fn huge_pages(buf: &mut [f32]) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let start = (buf.as_mut_ptr() as usize).next_multiple_of(HUGE);
+        let end = (buf.as_mut_ptr() as usize + std::mem::size_of_val(buf)) / HUGE * HUGE;
+        if end > start {
+            // SAFETY: advice only, on whole pages inside the buffer.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+        }
+    }
 }
 
 /// `out[r*NR + c] = Σ_p a[p*MR + r] · b[p*NR + c] − off[c]` for one packed `a` panel (MR × d)
