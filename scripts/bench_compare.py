@@ -98,10 +98,10 @@ def main():
     cases = []
     if (DEV / "candidates.f16").exists():
         f16 = lambda n: np.fromfile(DEV / n, dtype="<f2").astype(np.float32).reshape(-1, 384)
-        cases.append(("wordnet_dev", f16("candidates.f16"), f16("reference.f16"), 3))
+        cases.append(("wordnet_dev", f16("candidates.f16"), f16("reference.f16"), 5))
     n, m, q = shapes()
     cand, ref = unit_rows(n, 384, 11), unit_rows(m, 384, 12)
-    cases.append(("synthetic", cand, ref, 2 if QUICK else 1))
+    cases.append(("synthetic", cand, ref, 2 if QUICK else 3))
     for name, c, r, reps in cases:
         compare(f"{name} bias: faiss-cpu IndexFlatIP", f"{name}.engine_bias", best_of(reps, lambda: faiss_bias(c, r, 128)))
         compare(f"{name} bias: numpy matmul+partition", f"{name}.engine_bias", best_of(reps, lambda: numpy_bias(c, r, 128)))
