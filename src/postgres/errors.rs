@@ -13,54 +13,43 @@ pub fn fail(code: PgSqlErrorCode, message: impl Into<String>, hint: impl Into<St
 /// Raises the SQL error matching an engine error; `context` says what was being done.
 pub fn raise(err: EngineError, context: &str) -> ! {
     use PgSqlErrorCode::*;
-    match err {
+    let (code, hint) = match &err {
         EngineError::Cancelled => {
             // The engine stops when PostgreSQL flagged a cancel or timeout: let it report it.
             pgrx::check_for_interrupts!();
             fail(ERRCODE_QUERY_CANCELED, format!("{context}: cancelled"), "The statement was cancelled.")
         }
-        EngineError::DimensionMismatch { .. } | EngineError::Shape { .. } => fail(
+        EngineError::DimensionMismatch { .. } | EngineError::Shape { .. } => (
             ERRCODE_DATA_EXCEPTION,
-            format!("{context}: {err}"),
             "All vectors of an index, its reference set and its queries must have the same dimension.",
         ),
-        EngineError::Empty { .. } => fail(
+        EngineError::Empty { .. } => (
             ERRCODE_DATA_EXCEPTION,
-            format!("{context}: {err}"),
             "The reference set must hold at least one non-NULL embedding; load the reference queries first.",
         ),
-        EngineError::KOutOfRange { .. } => fail(
+        EngineError::KOutOfRange { .. } => (
             ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("{context}: {err}"),
             "Choose k between 1 and the number of reference rows (the paper uses k = 128).",
         ),
-        EngineError::NonFinite { .. } => {
-            fail(ERRCODE_DATA_EXCEPTION, format!("{context}: {err}"), "Embeddings must not contain NaN or Infinity.")
-        }
-        EngineError::InvalidParameter { .. } => {
-            fail(ERRCODE_INVALID_PARAMETER_VALUE, format!("{context}: {err}"), "Check nnn.alpha and nnn.threads.")
-        }
-        EngineError::Faiss { .. } => fail(
+        EngineError::NonFinite { .. } => (ERRCODE_DATA_EXCEPTION, "Embeddings must not contain NaN or Infinity."),
+        EngineError::InvalidParameter { .. } => (ERRCODE_INVALID_PARAMETER_VALUE, "Check nnn.alpha and nnn.threads."),
+        EngineError::Faiss { .. } => (
             ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
-            format!("{context}: {err}"),
             "Check the Faiss factory string (e.g. 'IVF1024,Flat', 'HNSW32,Flat'); IVF structures need at least as many rows as lists to train.",
         ),
-        EngineError::Unavailable { .. } => fail(
+        EngineError::Unavailable { .. } => (
             ERRCODE_FEATURE_NOT_SUPPORTED,
-            format!("{context}: {err}"),
             "SET nnn.backend = 'cpu' (or 'auto', which uses a GPU only when one is usable).",
         ),
-        EngineError::Device { .. } => fail(
+        EngineError::Device { .. } => (
             ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
-            format!("{context}: {err}"),
             "Lower nnn.cuda_memory_mb or free device memory, or SET nnn.backend = 'cpu'.",
         ),
-        EngineError::WorkerPanic(_) => fail(
-            ERRCODE_INTERNAL_ERROR,
-            format!("{context}: {err}"),
-            "This is a bug in nnn; the session stays usable. Please report it.",
-        ),
-    }
+        EngineError::WorkerPanic(_) => {
+            (ERRCODE_INTERNAL_ERROR, "This is a bug in nnn; the session stays usable. Please report it.")
+        }
+    };
+    fail(code, format!("{context}: {err}"), hint)
 }
 
 /// Unwraps an engine result or raises its SQL error.
