@@ -11,6 +11,7 @@ use crate::matrix::Matrix;
 use crate::run::run_polled;
 use crate::topk::{sort_best_first, TopK};
 use faiss::MetricType;
+use std::borrow::Cow;
 
 /// Top-k through a Faiss index built over `b` on every call.
 #[derive(Debug, Clone)]
@@ -39,14 +40,14 @@ impl Backend for FaissBackend {
         k: usize,
         control: &mut dyn Control,
     ) -> Result<TopK> {
-        // a·b_j − offset_j = [a, 1]·[b_j, −offset_j]
-        let (a_data, b_data, d) = match offset {
+        // a·b_j − offset_j = [a, 1]·[b_j, −offset_j]; without offsets both sides as they are
+        let (a_data, b_data, d): (Cow<[f32]>, Cow<[f32]>, usize) = match offset {
             Some(off) => (
-                augmented(a.as_slice(), a.dim(), std::iter::repeat(1.0)),
-                augmented(b.as_slice(), b.dim(), off.iter().map(|&o| -o)),
+                augmented(a.as_slice(), a.dim(), std::iter::repeat(1.0)).into(),
+                augmented(b.as_slice(), b.dim(), off.iter().map(|&o| -o)).into(),
                 a.dim() + 1,
             ),
-            None => (a.as_slice().to_vec(), b.as_slice().to_vec(), a.dim()),
+            None => (a.as_slice().into(), b.as_slice().into(), a.dim()),
         };
         let rows = a.rows();
         // progress: rows of `b` added, then rows of `a` searched
