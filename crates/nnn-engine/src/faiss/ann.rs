@@ -244,18 +244,17 @@ impl AnnIndex {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let bad = |why: &str| faiss_error("deserialize", why);
         let mut r = Reader(bytes);
-        if r.take(8).ok_or_else(|| bad("truncated"))? != MAGIC {
+        if r.take(8)? != MAGIC {
             return Err(bad("not an nnn Faiss index"));
         }
-        let dim = r.u64().ok_or_else(|| bad("truncated"))? as usize;
-        let radius = f32::from_le_bytes(r.take(4).ok_or_else(|| bad("truncated"))?.try_into().unwrap());
-        let flen = r.u64().ok_or_else(|| bad("truncated"))? as usize;
-        let factory = String::from_utf8(r.take(flen).ok_or_else(|| bad("truncated"))?.to_vec())
-            .map_err(|_| bad("factory is not UTF-8"))?;
-        let n = r.u64().ok_or_else(|| bad("truncated"))? as usize;
-        let id_bytes = r.take(n.checked_mul(8).ok_or_else(|| bad("bad row count"))?).ok_or_else(|| bad("truncated"))?;
+        let dim = r.u64()? as usize;
+        let radius = f32::from_le_bytes(r.take(4)?.try_into().unwrap());
+        let flen = r.u64()? as usize;
+        let factory = String::from_utf8(r.take(flen)?.to_vec()).map_err(|_| bad("factory is not UTF-8"))?;
+        let n = r.u64()? as usize;
+        let id_bytes = r.take(n.checked_mul(8).ok_or_else(|| bad("bad row count"))?)?;
         let ids: Vec<i64> = id_bytes.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
-        let flags = r.take(n).ok_or_else(|| bad("truncated"))?;
+        let flags = r.take(n)?;
         let dead: Vec<bool> = flags.iter().map(|&b| b & 1 != 0).collect();
         let outside = (0..n).filter(|&s| flags[s] & 2 != 0).collect();
         let index = native::from_bytes(r.0)?;
@@ -282,21 +281,21 @@ fn lifted(data: &[f32], row: usize, radius: f32) -> (Vec<f32>, Vec<bool>) {
     (out, longer)
 }
 
-/// Reads a byte string front to back.
+/// Reads a byte string front to back; running out is a "truncated" error.
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.0.len() < n {
-            return None;
+            return Err(faiss_error("deserialize", "truncated"));
         }
         let (head, tail) = self.0.split_at(n);
         self.0 = tail;
-        Some(head)
+        Ok(head)
     }
 
-    fn u64(&mut self) -> Option<u64> {
-        self.take(8).map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap()))
     }
 }
 
