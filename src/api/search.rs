@@ -22,7 +22,7 @@ use std::collections::HashSet;
 pub type Hits = Vec<(i64, f32)>;
 
 /// Orders hits best first, equal scores by id, so cached and fresh results merge the same way.
-pub fn rank(hits: &mut Hits) {
+fn rank(hits: &mut Hits) {
     hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
 }
 
@@ -161,7 +161,7 @@ pub fn best_ann(
 }
 
 /// The `k` best of `cands` (ids `ids`) per query, leaving out the ids in `skip`.
-pub fn best(
+fn best(
     cands: &Candidates,
     ids: &[i64],
     queries: &[f32],

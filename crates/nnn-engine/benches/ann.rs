@@ -208,8 +208,8 @@ fn main() {
         p.measure("HNSW32", &efs(&[16, 64, 128]), exact);
     }
     // 1M rows (100k with --quick) of 100 clusters, each spread over several lists; biases from
-    // 2,000 reference queries of
-    // the same mixture with k = 16 (a full-size reference set would dominate the run).
+    // 2,000 reference queries of the same mixture with k = 16 (a full-size reference set would
+    // dominate the run).
     let (n, d, lists) = if quick { (100_000, 128, 256) } else { (1_000_000, 128, 1024) };
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut centers: Vec<f32> = (0..CLUSTERS * d).map(|_| rng.gauss()).collect();
