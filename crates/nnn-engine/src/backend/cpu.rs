@@ -172,12 +172,16 @@ fn scan_task_packed(
         for c0 in (u0..u1).step_by(NR) {
             let bp = &pb[c0 * d..(c0 + NR) * d];
             let o: &[f32; NR] = off[c0..c0 + NR].try_into().expect("whole panel");
+            // Each call on this panel prefetches its share of the next one, so that one's loads
+            // (from memory: all of `b` is far bigger than the caches) are not waited for.
+            let share = (NR * d).div_ceil(pa.len() / (MR * d)).next_multiple_of(16);
+            let mut ahead = pb.get((c0 + NR) * d..(c0 + 2 * NR) * d).unwrap_or_default().chunks(share);
             for (panel, ap) in pa.chunks_exact(MR * d).enumerate() {
                 let rows_here = MR.min(m - panel * MR);
                 let thr: [f32; MR] =
                     std::array::from_fn(|r| if r < rows_here { top.threshold(panel * MR + r) } else { f32::INFINITY });
                 // SAFETY: the caller checked `kernel::available()`; the panels hold MR*d and NR*d values.
-                let mut hits = unsafe { micro_kernel(d, ap, bp, o, &thr, &mut out) };
+                let mut hits = unsafe { micro_kernel(d, ap, bp, o, &thr, &mut out, ahead.next().unwrap_or_default()) };
                 // Bits in increasing column order per row; each push may raise the threshold.
                 while hits != 0 {
                     let bit = hits.trailing_zeros() as usize;

@@ -60,6 +60,10 @@ fn huge_pages(buf: &mut [f32]) {
 /// and one packed `b` panel (NR × d). Returns bit `r*NR + c` set where `out[r*NR + c]` is
 /// above `thr[r]`, so the caller looks at those scores only (rarely, once thresholds settle).
 ///
+/// Meanwhile it asks the CPU to load `ahead` into cache, one 64-byte line per four dimensions
+/// (the caller passes a share of the `b` panel it will need next, so that panel is not
+/// waited for).
+///
 /// # Safety
 /// The CPU must support AVX2 and FMA ([`available`]); `a` must hold `MR*d` and `b` `NR*d` values.
 #[cfg(target_arch = "x86_64")]
@@ -71,6 +75,7 @@ pub unsafe fn micro_kernel(
     off: &[f32; NR],
     thr: &[f32; MR],
     out: &mut [f32; MR * NR],
+    ahead: &[f32],
 ) -> u128 {
     use std::arch::x86_64::*;
     debug_assert!(a.len() >= MR * d && b.len() >= NR * d);
@@ -88,6 +93,9 @@ pub unsafe fn micro_kernel(
     // Four dimensions per loop turn (fewer branches and pointer updates), same order of sums.
     let mut p = 0;
     while p + 4 <= d {
+        if 4 * p < ahead.len() {
+            _mm_prefetch::<_MM_HINT_T0>(ahead.as_ptr().add(4 * p).cast());
+        }
         for u in 0..4 {
             step(&mut c, p + u);
         }
@@ -124,6 +132,7 @@ pub unsafe fn micro_kernel(
     off: &[f32; NR],
     thr: &[f32; MR],
     out: &mut [f32; MR * NR],
+    _ahead: &[f32],
 ) -> u128 {
     let mut hits = 0;
     for r in 0..MR {
@@ -152,7 +161,7 @@ mod tests {
         let mut out = [0f32; MR * NR];
         let off: [f32; NR] = std::array::from_fn(|c| c as f32);
         let thr = [1e9, -1e9, 1e9, 0.0, 1e9, 1e9];
-        let hits = unsafe { micro_kernel(d, &pa, &pb, &off, &thr, &mut out) };
+        let hits = unsafe { micro_kernel(d, &pa, &pb, &off, &thr, &mut out, &pb) };
         for r in 0..MR {
             for c in 0..NR {
                 let dot: f32 = if r < 4 && c < 13 { (0..d).map(|p| a[r * d + p] * b[c * d + p]).sum() } else { 0.0 };
