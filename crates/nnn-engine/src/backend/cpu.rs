@@ -9,6 +9,7 @@ use crate::matrix::Matrix;
 use crate::run::{run_polled, Progress};
 use crate::topk::{sort_best_first, RowsTopK, TopK};
 use rayon::prelude::*;
+use std::borrow::Cow;
 use std::ops::Range;
 
 /// Rows of `a` per task (and per GEMM tile). 256 x 1024 was fastest on the full-size
@@ -147,11 +148,41 @@ fn finish_rows(top: RowsTopK, first_row: usize) -> Result<(Vec<f32>, Vec<u32>)> 
     top.finish().map_err(|r| EngineError::NonFinite { what: "inner products", row: first_row + r })
 }
 
-/// The micro-kernel version of [`scan_task`]: `pb` is all of `b` packed in NR-column panels,
-/// `off` the per-column offsets padded with +∞ to whole panels (padding never enters).
+/// The scanned side in NR-row panels ([`kernel::pack`] order): the whole panels, then the
+/// zero-padded last one when the rows do not fill it.
+struct Panels {
+    whole: Vec<f32>,
+    tail: Vec<f32>,
+    len: usize,
+}
+
+impl Panels {
+    /// A packed copy of `rows`.
+    fn copied(rows: &[f32], d: usize) -> Self {
+        Self { whole: kernel::pack(rows, d, NR), tail: Vec::new(), len: NR * d }
+    }
+
+    /// `rows` rearranged where they lie (no second copy of them).
+    fn in_place(mut rows: Vec<f32>, d: usize) -> Self {
+        let tail = kernel::pack_in_place(&mut rows, d, NR);
+        Self { whole: rows, tail, len: NR * d }
+    }
+
+    /// Panel `i` (columns `i*NR..(i+1)*NR`), if there is one.
+    fn get(&self, i: usize) -> Option<&[f32]> {
+        let start = i * self.len;
+        match start.checked_sub(self.whole.len()) {
+            None => Some(&self.whole[start..start + self.len]),
+            Some(t) => self.tail.get(t..t + self.len),
+        }
+    }
+}
+
+/// The micro-kernel version of [`scan_task`]: `pb` is all of `b` in NR-column panels, `off`
+/// the per-column offsets padded with +∞ to whole panels (padding never enters).
 fn scan_task_packed(
     a: &Matrix,
-    pb: &[f32],
+    pb: &Panels,
     off: &[f32],
     k: usize,
     rows: Range<usize>,
@@ -170,12 +201,12 @@ fn scan_task_packed(
         }
         let u1 = (u0 + COL_UNIT_PACKED).min(cols.end);
         for c0 in (u0..u1).step_by(NR) {
-            let bp = &pb[c0 * d..(c0 + NR) * d];
+            let bp = pb.get(c0 / NR).expect("a panel for every column");
             let o: &[f32; NR] = off[c0..c0 + NR].try_into().expect("whole panel");
             // Each call on this panel prefetches its share of the next one, so that one's loads
             // (from memory: all of `b` is far bigger than the caches) are not waited for.
             let share = (NR * d).div_ceil(pa.len() / (MR * d)).next_multiple_of(16);
-            let mut ahead = pb.get((c0 + NR) * d..(c0 + 2 * NR) * d).unwrap_or_default().chunks(share);
+            let mut ahead = pb.get(c0 / NR + 1).unwrap_or_default().chunks(share);
             for (panel, ap) in pa.chunks_exact(MR * d).enumerate() {
                 let rows_here = MR.min(m - panel * MR);
                 let thr: [f32; MR] =
@@ -198,6 +229,74 @@ fn scan_task_packed(
     finish_rows(top, rows.start)
 }
 
+impl CpuBackend {
+    /// Whether `rows` rows of `a` go through the micro-kernel (else through `gemm` tiles).
+    fn packs(rows: usize) -> bool {
+        rows >= MIN_ROWS_PACKED && kernel::available()
+    }
+
+    /// The micro-kernel path over `cols` columns whose panels `panels` makes (on the pool).
+    fn run_packed(
+        &self,
+        a: &Matrix,
+        cols: usize,
+        panels: impl FnOnce() -> Panels + Send,
+        offset: Option<&[f32]>,
+        k: usize,
+        control: &mut dyn Control,
+    ) -> Result<TopK> {
+        let plan = Plan::new(a.rows(), cols, ROW_BLOCK_PACKED, COL_UNIT_PACKED);
+        let tasks = plan.tasks(a.rows(), cols);
+        let off = padded_offsets(offset, cols);
+        let parts = run_polled(self.threads, (a.rows() * cols) as u64, control, |progress| {
+            let pb = panels();
+            tasks
+                .par_iter()
+                .map(|(r, c)| scan_task_packed(a, &pb, &off, k, r.clone(), c.clone(), progress))
+                .collect::<Result<Vec<_>>>()
+        })?;
+        Ok(merge_parts(parts, &plan, a.rows(), cols, k))
+    }
+}
+
+/// Offsets for every column (0 without), padded with +∞ to whole kernel panels.
+fn padded_offsets(offset: Option<&[f32]>, cols: usize) -> Vec<f32> {
+    let mut off = vec![f32::INFINITY; cols.div_ceil(NR) * NR];
+    match offset {
+        Some(o) => off[..cols].copy_from_slice(o),
+        None => off[..cols].fill(0.0),
+    }
+    off
+}
+
+/// Joins the tasks' sorted parts (in task order) into each row's best `k`.
+fn merge_parts(parts: Vec<(Vec<f32>, Vec<u32>)>, plan: &Plan, rows: usize, cols: usize, k: usize) -> TopK {
+    let mut values = Vec::with_capacity(rows * k);
+    let mut indices = Vec::with_capacity(rows * k);
+    let per_block = cols.div_ceil(plan.col_part).max(1);
+    for (block, chunk) in parts.chunks(per_block).enumerate() {
+        let r0 = block * plan.row_block;
+        let m = plan.row_block.min(rows - r0);
+        if let [(v, i)] = chunk {
+            values.extend_from_slice(v);
+            indices.extend_from_slice(i);
+            continue;
+        }
+        for row in 0..m {
+            let (mut v, mut i) = (Vec::new(), Vec::new());
+            for (pv, pi) in chunk {
+                let kp = pv.len() / m;
+                v.extend_from_slice(&pv[row * kp..(row + 1) * kp]);
+                i.extend_from_slice(&pi[row * kp..(row + 1) * kp]);
+            }
+            sort_best_first(&mut v, &mut i);
+            values.extend_from_slice(&v[..k]);
+            indices.extend_from_slice(&i[..k]);
+        }
+    }
+    TopK { rows, k, values, indices }
+}
+
 impl Backend for CpuBackend {
     fn topk_products(
         &self,
@@ -208,59 +307,36 @@ impl Backend for CpuBackend {
         control: &mut dyn Control,
     ) -> Result<TopK> {
         let (rows, cols) = (a.rows(), b.rows());
-        let packed = rows >= MIN_ROWS_PACKED && kernel::available();
-        let plan = if packed {
-            Plan::new(rows, cols, ROW_BLOCK_PACKED, COL_UNIT_PACKED)
-        } else {
-            Plan::new(rows, cols, ROW_BLOCK, COL_BLOCK)
-        };
+        if Self::packs(rows) {
+            return self.run_packed(a, cols, || Panels::copied(b.as_slice(), b.dim()), offset, k, control);
+        }
+        let plan = Plan::new(rows, cols, ROW_BLOCK, COL_BLOCK);
         let tasks = plan.tasks(rows, cols);
-        let total = (rows * cols) as u64;
-        // Offsets for every column (0 without), padded with +∞ to whole kernel panels.
-        let mut off = vec![f32::INFINITY; cols.div_ceil(NR) * NR];
-        match offset {
-            Some(o) => off[..cols].copy_from_slice(o),
-            None => off[..cols].fill(0.0),
+        let off = padded_offsets(offset, cols);
+        let parts = run_polled(self.threads, (rows * cols) as u64, control, |progress| {
+            tasks
+                .par_iter()
+                .map(|(r, c)| scan_task(a, b, &off, k, r.clone(), c.clone(), progress))
+                .collect::<Result<Vec<_>>>()
+        })?;
+        Ok(merge_parts(parts, &plan, rows, cols, k))
+    }
+
+    fn topk_products_consuming(
+        &self,
+        a: &Matrix,
+        b: Matrix,
+        offset: Option<&[f32]>,
+        k: usize,
+        control: &mut dyn Control,
+    ) -> Result<TopK> {
+        if !Self::packs(a.rows()) {
+            return self.topk_products(a, &b, offset, k, control);
         }
-        let parts = if packed {
-            run_polled(self.threads, total, control, |progress| {
-                let pb = kernel::pack(b.as_slice(), b.dim(), NR);
-                tasks
-                    .par_iter()
-                    .map(|(r, c)| scan_task_packed(a, &pb, &off, k, r.clone(), c.clone(), progress))
-                    .collect::<Result<Vec<_>>>()
-            })?
-        } else {
-            run_polled(self.threads, total, control, |progress| {
-                tasks
-                    .par_iter()
-                    .map(|(r, c)| scan_task(a, b, &off, k, r.clone(), c.clone(), progress))
-                    .collect::<Result<Vec<_>>>()
-            })?
-        };
-        let mut values = Vec::with_capacity(rows * k);
-        let mut indices = Vec::with_capacity(rows * k);
-        let per_block = cols.div_ceil(plan.col_part).max(1);
-        for (block, chunk) in parts.chunks(per_block).enumerate() {
-            let r0 = block * plan.row_block;
-            let m = plan.row_block.min(rows - r0);
-            if let [(v, i)] = chunk {
-                values.extend_from_slice(v);
-                indices.extend_from_slice(i);
-                continue;
-            }
-            for row in 0..m {
-                let (mut v, mut i) = (Vec::new(), Vec::new());
-                for (pv, pi) in chunk {
-                    let kp = pv.len() / m;
-                    v.extend_from_slice(&pv[row * kp..(row + 1) * kp]);
-                    i.extend_from_slice(&pi[row * kp..(row + 1) * kp]);
-                }
-                sort_best_first(&mut v, &mut i);
-                values.extend_from_slice(&v[..k]);
-                indices.extend_from_slice(&i[..k]);
-            }
+        let (cols, d) = (b.rows(), b.dim());
+        match b.into_data() {
+            Cow::Owned(rows) => self.run_packed(a, cols, move || Panels::in_place(rows, d), offset, k, control),
+            Cow::Borrowed(rows) => self.run_packed(a, cols, || Panels::copied(rows, d), offset, k, control),
         }
-        Ok(TopK { rows, k, values, indices })
     }
 }

@@ -31,14 +31,37 @@ pub fn pack(rows: &[f32], d: usize, width: usize) -> Vec<f32> {
     let panels = (rows.len() / d).div_ceil(width);
     let mut out = vec![0f32; panels * width * d];
     huge_pages(&mut out);
-    out.par_chunks_mut(width * d).zip(rows.par_chunks(width * d)).for_each(|(panel, src)| {
-        for (r, values) in src.chunks_exact(d).enumerate() {
-            for (p, &v) in values.iter().enumerate() {
-                panel[p * width + r] = v;
-            }
-        }
-    });
+    out.par_chunks_mut(width * d)
+        .zip(rows.par_chunks(width * d))
+        .for_each(|(panel, src)| fill_panel(panel, src, d, width));
     out
+}
+
+/// [`pack`] without a copy: the whole panels of `rows` (each `width` consecutive rows) are
+/// rearranged where they lie and kept; the rows after the last whole panel are cut off and
+/// come back as one packed, zero-padded panel (empty when there are none).
+pub fn pack_in_place(rows: &mut Vec<f32>, d: usize, width: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    let whole = rows.len() / (width * d) * (width * d);
+    rows[..whole].par_chunks_mut(width * d).for_each_init(
+        || vec![0f32; width * d],
+        |copy, panel| {
+            copy.copy_from_slice(panel);
+            fill_panel(panel, copy, d, width);
+        },
+    );
+    let tail = pack(&rows[whole..], d, width);
+    rows.truncate(whole);
+    tail
+}
+
+/// Writes the rows of `src` (at most `width` rows of `d` values) into `panel` in panel order.
+fn fill_panel(panel: &mut [f32], src: &[f32], d: usize, width: usize) {
+    for (r, values) in src.chunks_exact(d).enumerate() {
+        for (p, &v) in values.iter().enumerate() {
+            panel[p * width + r] = v;
+        }
+    }
 }
 
 /// Asks the kernel to back `buf` with transparent huge pages where it can (before it is first
@@ -148,6 +171,18 @@ pub unsafe fn micro_kernel(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packing_in_place_equals_packing_a_copy() {
+        for rows in [0, 1, 15, 16, 17, 40, 48] {
+            let d = 5;
+            let x: Vec<f32> = (0..rows * d).map(|i| i as f32).collect();
+            let mut in_place = x.clone();
+            let tail = pack_in_place(&mut in_place, d, NR);
+            in_place.extend_from_slice(&tail);
+            assert_eq!(in_place, pack(&x, d, NR), "{rows} rows");
+        }
+    }
 
     #[test]
     fn kernel_equals_plain_dot_products() {
