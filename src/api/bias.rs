@@ -106,10 +106,11 @@ pub fn build(
     // both sets plus each candidate's k kept similarities and their indices
     check_memory((cand_data.len() + ref_data.len()) * 4 + cand_data.len() / dim * k as usize * 8, &what);
     let c = or_raise(Matrix::from_slice(&cand_data, dim, "candidates"), &what);
-    let r = or_raise(Matrix::from_slice(&ref_data, dim, "reference set"), &what);
+    // The reference rows are handed over: the CPU engine rearranges them in place.
+    let r = or_raise(Matrix::from_vec(ref_data, dim, "reference set"), &what);
     let mut control = BackendControl::new(&what).with_rows(c.rows());
     let top = or_raise(
-        reference_topk(&*backend(2.0 * (c.rows() * r.rows() * dim) as f64), &c, &r, k as usize, &mut control),
+        reference_topk(&*backend(2.0 * (c.rows() * reference_rows * dim) as f64), &c, r, k as usize, &mut control),
         &what,
     );
     let bias = or_raise(top.bias(k as usize), &what);
