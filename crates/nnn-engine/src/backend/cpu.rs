@@ -206,6 +206,9 @@ fn scan_task_packed(
     let pa = kernel::pack(a.rows_slice(rows.start, rows.end), d, MR);
     let mut top = RowsTopK::new(m, kp);
     let mut out = [0f32; MR * NR];
+    // Each kernel call on a `b` panel prefetches its share of the next one, so that one's loads
+    // (from memory: all of `b` is far bigger than the caches) are not waited for.
+    let share = (NR * d).div_ceil(m.div_ceil(MR)).next_multiple_of(16);
     for u0 in cols.clone().step_by(COL_UNIT_PACKED) {
         if progress.cancelled() {
             return Err(EngineError::Cancelled);
@@ -214,9 +217,6 @@ fn scan_task_packed(
         for c0 in (u0..u1).step_by(NR) {
             let bp = pb.get(c0 / NR).expect("a panel for every column");
             let o: &[f32; NR] = off[c0..c0 + NR].try_into().expect("whole panel");
-            // Each call on this panel prefetches its share of the next one, so that one's loads
-            // (from memory: all of `b` is far bigger than the caches) are not waited for.
-            let share = (NR * d).div_ceil(pa.len() / (MR * d)).next_multiple_of(16);
             let mut ahead = pb.get(c0 / NR + 1).unwrap_or_default().chunks(share);
             for (panel, ap) in pa.chunks_exact(MR * d).enumerate() {
                 let rows_here = MR.min(m - panel * MR);
