@@ -1,7 +1,8 @@
 """SQL-level benchmark (scripts/bench.sh runs it on a throw-away cluster after the engine bench):
 - nnn_search(q, 10) latency over M candidates x 384 vs the engine alone on that shape, and vs
   ORDER BY nnn_score(...) DESC LIMIT 10;
-- nnn.build_bias end to end (N candidates x M reference) vs the engine alone on that shape;
+- nnn.build_bias end to end (N candidates x M reference) vs the engine alone on that shape, in
+  a fresh connection, with that backend's peak memory beside the size of the rows it reads;
 - nnn_search through a Faiss structure (IVF256,Flat, nnn.probes = 32) vs the exact path, with
   its recall@10 (uniform random rows: the hardest case for any approximate index).
 Shapes match the engine bench: M = 100,000 and N = 10,000 (2,000 x 20,000 with NNN_BENCH_QUICK=1).
@@ -40,6 +41,18 @@ def server_timed(conn, sql, params=None, reps=1):
     return statistics.median(out)
 
 
+def fresh_build():
+    """Seconds and the backend's peak memory (VmHWM, MiB) of nnn.build_bias of `few` against
+    `big`, in a new connection so nothing else (e.g. the search cache) is counted."""
+    with psycopg.connect(autocommit=True) as db:
+        db.execute(f"SET nnn.threads = {os.environ.get('NNN_BENCH_THREADS', '2')}")
+        pid = db.execute("SELECT pg_backend_pid()").fetchone()[0]
+        secs = timed(db, "SELECT * FROM nnn.build_bias('few', 'emb', 'big', 'emb', k => 128)")
+        status = pathlib.Path(f"/proc/{pid}/status").read_text()
+        peak = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+    return secs, peak
+
+
 def main():
     engine = {}
     for line in pathlib.Path(sys.argv[1]).read_text().splitlines():
@@ -67,7 +80,7 @@ def main():
         search_server = server_timed(db, search_sql, (q,), reps=10)
         order = timed(db, order_sql, (q,), reps=3)
         order_server = server_timed(db, order_sql, (q,), reps=3)
-        build = timed(db, "SELECT * FROM nnn.build_bias('few', 'emb', 'big', 'emb', k => 128)")
+        build, peak_mib = fresh_build()
         db.execute("SELECT nnn.set_ann('big', 'IVF256,Flat')")
         db.execute("SET nnn.probes = 32")
         queries = (np.random.default_rng(2).random((20, 384), dtype=np.float32) - 0.5).tolist()
@@ -86,6 +99,9 @@ def main():
     print(f"{'  the same, server execution times':<48} {order_server:>9.4f} {order_server / search_server:>8.1f}x")
     print(f"{'nnn.build_bias ' + str(N) + ' x ' + str(M):<48} {build:>9.3f}")
     print(f"{'  / engine alone, same shape':<48} {e_build:>9.3f} {build / e_build:>8.2f}x")
+    ref_mib, cand_mib = M * 384 * 4 / 2**20, N * 384 * 4 / 2**20
+    print(f"{'  backend peak memory, MiB':<48} {peak_mib:>9.0f}")
+    print(f"{'  reference + candidate rows as f32, MiB':<48} {ref_mib + cand_mib:>9.0f} {peak_mib / (ref_mib + cand_mib):>8.2f}x")
     print(f"{'nnn_search(q, 10) via IVF256,Flat, probes 32':<48} {ann_server:>9.4f} {search_server / ann_server:>8.1f}x faster")
     print(f"{'  recall@10 against the exact path':<48} {recall:>9.3f}")
 
