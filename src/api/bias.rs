@@ -103,14 +103,14 @@ pub fn build(
     };
     let (cand_data, skipped) = cand;
     let what = format!("bias of {}", candidates.sql);
-    // both sets plus each candidate's k kept similarities and their indices
-    check_memory((cand_data.len() + ref_data.len()) * 4 + cand_data.len() / dim * k as usize * 8, &what);
+    // both sets as f32 and as the CPU kernel's 16-bit copies, plus per candidate about 40 bytes
+    // for each of its k similarities: the shortlist, its exact rescoring and the kept top k
+    check_memory((cand_data.len() + ref_data.len()) * 6 + cand_data.len() / dim * k as usize * 40, &what);
     let c = or_raise(Matrix::from_slice(&cand_data, dim, "candidates"), &what);
-    // The reference rows are handed over: the CPU engine rearranges them in place.
-    let r = or_raise(Matrix::from_vec(ref_data, dim, "reference set"), &what);
+    let r = or_raise(Matrix::from_slice(&ref_data, dim, "reference set"), &what);
     let mut control = BackendControl::new(&what).with_rows(c.rows());
     let top = or_raise(
-        reference_topk(&*backend(2.0 * (c.rows() * reference_rows * dim) as f64), &c, r, k as usize, &mut control),
+        reference_topk(&*backend(2.0 * (c.rows() * r.rows() * dim) as f64), &c, &r, k as usize, &mut control),
         &what,
     );
     let bias = or_raise(top.bias(k as usize), &what);

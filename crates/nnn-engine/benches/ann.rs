@@ -151,10 +151,8 @@ impl Problem {
 fn bias_errors(cand: &[f32], refs: &[f32], d: usize, threads: usize) {
     let (c, r) = (Matrix::from_slice(cand, d, "c").unwrap(), Matrix::from_slice(refs, d, "r").unwrap());
     let t = Instant::now();
-    let exact = reference_topk(&CpuBackend::new(threads).unwrap(), &c, r.clone(), 128, &mut Unwatched)
-        .unwrap()
-        .bias(128)
-        .unwrap();
+    let exact =
+        reference_topk(&CpuBackend::new(threads).unwrap(), &c, &r, 128, &mut Unwatched).unwrap().bias(128).unwrap();
     println!(
         "# bias of {} candidates over {} reference rows, k=128: exact CPU engine {:.3} s",
         c.rows(),
@@ -164,7 +162,7 @@ fn bias_errors(cand: &[f32], refs: &[f32], d: usize, threads: usize) {
     for (factory, probes) in [("Flat", 0), ("IVF256,Flat", 8), ("IVF256,Flat", 32)] {
         let backend = FaissBackend::new(factory, AnnParams { probes, ef_search: 0 }, threads).unwrap();
         let t = Instant::now();
-        let bias = reference_topk(&backend, &c, r.clone(), 128, &mut Unwatched).unwrap().bias(128).unwrap();
+        let bias = reference_topk(&backend, &c, &r, 128, &mut Unwatched).unwrap().bias(128).unwrap();
         let secs = t.elapsed().as_secs_f64();
         let err: Vec<f64> = bias.iter().zip(&exact).map(|(a, b)| f64::from((a - b).abs())).collect();
         let max = err.iter().copied().fold(0.0, f64::max);
@@ -199,7 +197,7 @@ fn main() {
         // the largest real set at hand: the 32,000 reference rows serve as candidates
         let (cand, refs) = (refs, cand);
         let c = Matrix::from_slice(&cand, d, "c").unwrap();
-        let bias = reference_topk(&backend, &c, Matrix::from_slice(&refs, d, "r").unwrap(), 128, &mut Unwatched)
+        let bias = reference_topk(&backend, &c, &Matrix::from_slice(&refs, d, "r").unwrap(), 128, &mut Unwatched)
             .unwrap()
             .bias(128)
             .unwrap();
@@ -221,7 +219,7 @@ fn main() {
     let queries = mixture(&mut rng, &centers, d, 500, SPREAD);
     let backend = CpuBackend::new(threads).unwrap();
     let c = Matrix::from_slice(&cand, d, "c").unwrap();
-    let bias = reference_topk(&backend, &c, Matrix::from_slice(&refs, d, "r").unwrap(), 16, &mut Unwatched)
+    let bias = reference_topk(&backend, &c, &Matrix::from_slice(&refs, d, "r").unwrap(), 16, &mut Unwatched)
         .unwrap()
         .bias(16)
         .unwrap();

@@ -46,8 +46,8 @@ fn main() {
     let (c, r) = (Matrix::from_slice(&cand, d, "c").unwrap(), Matrix::from_slice(&refs, d, "r").unwrap());
     let flop = 2.0 * n as f64 * m as f64 * d as f64;
     println!("# {}: bias {n} x {m} x d={d}, k={k}", gpu.device_name());
-    let _ = reference_topk(&gpu, &c, Matrix::from_slice(&refs[..4096 * d], d, "w").unwrap(), k, &mut Unwatched);
-    let (_, t_gpu) = timed(|| reference_topk(&gpu, &c, r.clone(), k, &mut Unwatched).unwrap());
+    let _ = reference_topk(&gpu, &c, &Matrix::from_slice(&refs[..4096 * d], d, "w").unwrap(), k, &mut Unwatched);
+    let (_, t_gpu) = timed(|| reference_topk(&gpu, &c, &r, k, &mut Unwatched).unwrap());
     let (_, t_gemm) = timed(|| gpu.plain_sgemm(&c, &r).unwrap());
     println!("RESULT cuda.bias        {t_gpu:>9.3} s {:>9.1} GFLOP/s", flop / t_gpu / 1e9);
     println!("RESULT cuda.plain_sgemm {t_gemm:>9.3} s {:>9.1} GFLOP/s", flop / t_gemm / 1e9);
@@ -56,7 +56,7 @@ fn main() {
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
     let cpu = CpuBackend::new(threads).unwrap();
     let rs = Matrix::from_slice(&refs[..small * d], d, "r").unwrap();
-    let (_, t_cpu) = timed(|| reference_topk(&cpu, &c, rs.clone(), k, &mut Unwatched).unwrap());
+    let (_, t_cpu) = timed(|| reference_topk(&cpu, &c, &rs, k, &mut Unwatched).unwrap());
     let cpu_flop = 2.0 * n as f64 * small as f64 * d as f64;
     println!("RESULT cpu.bias_{small:<8} {t_cpu:>9.3} s {:>9.1} GFLOP/s ({threads} threads)", cpu_flop / t_cpu / 1e9);
     println!("RATIO cuda_vs_cpu_flop_rate {:.1}", (flop / t_gpu) / (cpu_flop / t_cpu));

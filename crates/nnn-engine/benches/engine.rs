@@ -65,7 +65,7 @@ fn bias_case(name: &str, cand: &[f32], refs: &[f32], d: usize, k: usize, threads
     let (mut engine, mut sgemm) = (f64::INFINITY, f64::INFINITY);
     for _ in 0..reps {
         engine = engine.min(timed(|| {
-            reference_topk(&backend, &c, r.clone(), k, &mut Unwatched).unwrap();
+            reference_topk(&backend, &c, &r, k, &mut Unwatched).unwrap();
         }));
         sgemm = sgemm.min(timed(|| pool.install(|| products(cand, refs, d, &mut out, threads))));
     }
@@ -92,7 +92,7 @@ fn main() {
     let queries = random_unit_rows(q, d, 13);
     let backend = CpuBackend::new(threads).unwrap();
     let c = Matrix::from_slice(&cand, d, "c").unwrap();
-    let bias = reference_topk(&backend, &c, Matrix::from_slice(&refs[..n * d], d, "r").unwrap(), 128, &mut Unwatched)
+    let bias = reference_topk(&backend, &c, &Matrix::from_slice(&refs[..n * d], d, "r").unwrap(), 128, &mut Unwatched)
         .unwrap()
         .bias(128)
         .unwrap();

@@ -42,17 +42,15 @@ pub fn check_bias_inputs(candidates: &Matrix, reference: &Matrix, k: usize) -> R
     reference.check_finite("reference set")
 }
 
-/// The `k` largest similarities of every candidate against the reference set. A reference
-/// matrix that owns its rows is used up: the CPU backend rearranges them in place rather than
-/// holding a second copy.
+/// The `k` largest similarities of every candidate against the reference set.
 pub fn reference_topk(
     backend: &dyn Backend,
     candidates: &Matrix,
-    reference: Matrix,
+    reference: &Matrix,
     k: usize,
     control: &mut dyn Control,
 ) -> Result<ReferenceTopK> {
-    check_bias_inputs(candidates, &reference, k)?;
-    let sims = backend.topk_products_consuming(candidates, reference, None, k, control)?;
+    check_bias_inputs(candidates, reference, k)?;
+    let sims = backend.topk_products(candidates, reference, None, k, control)?;
     Ok(ReferenceTopK { sims })
 }

@@ -43,11 +43,6 @@ impl<'a> Matrix<'a> {
         &self.data
     }
 
-    /// The values, row-major: the caller's own vector when this matrix owns it.
-    pub fn into_data(self) -> Cow<'a, [f32]> {
-        self.data
-    }
-
     /// Rows `start..end` as one contiguous slice.
     pub fn rows_slice(&self, start: usize, end: usize) -> &[f32] {
         &self.data[start * self.dim..end * self.dim]

@@ -88,6 +88,102 @@ impl RowsTopK {
     }
 }
 
+/// Per row, every column whose *estimated* value (within `margin` of its exact value) could
+/// still be among the row's k best exact values: those above the k-th best estimate less twice
+/// the margin. Exact values of the survivors then give the exact top k. Columns must be offered
+/// in increasing index order per row.
+///
+/// Where many estimates lie within the margins of each other (near-duplicate rows), a row
+/// fills up with survivors; [`RowsShortlist::push`] then asks the caller to
+/// [`settle`](RowsShortlist::settle) it with exact values, which keeps memory bounded.
+pub struct RowsShortlist {
+    k: usize,
+    margins: Vec<f64>,
+    rows: Vec<Vec<u64>>,
+    floors: Vec<f32>,
+}
+
+impl RowsShortlist {
+    /// Empty shortlists keeping at least `k ≥ 1` entries, row `r` with margin `margins[r] > 0`.
+    pub fn new(k: usize, margins: Vec<f64>) -> Self {
+        debug_assert!(margins.iter().all(|&m| m > 0.0));
+        let k = k.max(1);
+        let rows = margins.iter().map(|_| Vec::with_capacity(2 * k)).collect();
+        let floors = vec![f32::NEG_INFINITY; margins.len()];
+        Self { k, margins, rows, floors }
+    }
+
+    /// Estimates at or below this cannot matter to row `r`.
+    #[inline]
+    pub fn floor(&self, r: usize) -> f32 {
+        self.floors[r]
+    }
+
+    /// Adds estimate `v` of column `i` to row `r` (the caller has checked `v > floor(r)`).
+    /// Returns `true` when the row holds so many survivors that it should be settled.
+    #[inline]
+    pub fn push(&mut self, r: usize, v: f32, i: u32) -> bool {
+        let row = &mut self.rows[r];
+        row.push(rank_key(v, i));
+        row.len() == row.capacity() && self.compact(r)
+    }
+
+    /// Drops the entries of row `r` that can no longer matter and raises its floor; `true`
+    /// when more than `4k + 64` survive (then the row is not given more room: it stays under
+    /// `16k + 256` entries).
+    fn compact(&mut self, r: usize) -> bool {
+        let row = &mut self.rows[r];
+        if row.len() < self.k {
+            return false;
+        }
+        row.select_nth_unstable(self.k - 1);
+        let kth = f64::from(key_parts(row[self.k - 1]).0);
+        let floor = f32_at_most(kth - 2.0 * self.margins[r]);
+        row.retain(|&key| key_parts(key).0 > floor);
+        self.floors[r] = floor;
+        let crowded = row.len() > 4 * self.k + 64;
+        if !crowded && row.len() * 2 > row.capacity() {
+            row.reserve(row.capacity());
+        }
+        crowded
+    }
+
+    /// Replaces row `r`'s estimates by `exact(column)` and keeps only the k best: the exact
+    /// values of the k kept are at least as good as any later estimate's column can need.
+    pub fn settle(&mut self, r: usize, exact: impl Fn(u32) -> f32) {
+        let row = &mut self.rows[r];
+        for key in row.iter_mut() {
+            let i = *key as u32;
+            *key = rank_key(exact(i), i);
+        }
+        row.select_nth_unstable(self.k - 1);
+        row.truncate(self.k);
+        self.compact(r);
+    }
+
+    /// Each row's surviving columns in increasing order.
+    pub fn finish(mut self) -> Vec<Vec<u32>> {
+        (0..self.rows.len())
+            .map(|r| {
+                self.compact(r);
+                let mut cols: Vec<u32> = self.rows[r].iter().map(|&key| key as u32).collect();
+                cols.sort_unstable();
+                cols
+            })
+            .collect()
+    }
+}
+
+/// The largest f32 not above `t`.
+fn f32_at_most(t: f64) -> f32 {
+    let f = t as f32;
+    if f64::from(f) > t {
+        f.next_down()
+    } else {
+        f
+    }
+}
+
 /// Sorts `(vals, idx)` pairs best first, in place.
 pub fn sort_best_first(vals: &mut [f32], idx: &mut [u32]) {
     let mut keys: Vec<u64> = vals.iter().zip(idx.iter()).map(|(&v, &i)| rank_key(v, i)).collect();
@@ -138,5 +234,35 @@ mod tests {
                 assert_eq!(rank_key(v, i) < rank_key(x, k), !tie && ranks_before(v, i, x, k), "({v},{i}) vs ({x},{k})");
             }
         }
+    }
+
+    #[test]
+    fn at_most_rounds_down() {
+        for t in [0.1f64, -0.1, 1.0 / 3.0, 1e30, -7.0, f64::NEG_INFINITY, f64::INFINITY] {
+            let f = f32_at_most(t);
+            assert!(f64::from(f) <= t && (t.is_infinite() || f64::from(f.next_up()) > t), "{t} -> {f}");
+        }
+    }
+
+    #[test]
+    fn shortlists_keep_every_column_that_can_matter_and_stay_bounded() {
+        // Row 0: estimates 0, 1, …; margin 2.5 keeps everything within 5 of the k-th best.
+        let mut short = RowsShortlist::new(3, vec![2.5, 0.25]);
+        for i in 0..100u32 {
+            assert!(!short.push(0, i as f32, i), "few survivors: nothing to settle");
+        }
+        // Row 1: all estimates equal: every column survives until the row is settled.
+        let mut crowded = None;
+        for i in 0..1000u32 {
+            if 0.5 > short.floor(1) && short.push(1, 0.5, i) {
+                crowded.get_or_insert(i);
+                short.settle(1, |c| c as f32 * 1e-3);
+            }
+        }
+        let crowded = crowded.expect("equal estimates crowd the row");
+        assert!(crowded <= 4 * 3 + 64 + 2 * (4 * 3 + 64), "settled at column {crowded}");
+        let cols = short.finish();
+        assert_eq!(cols[0], (93..100).collect::<Vec<u32>>(), "above the 3rd best (97) less 2 margins");
+        assert!(cols[1].len() >= 3 && cols[1].len() <= 16 * 3 + 256, "bounded: {}", cols[1].len());
     }
 }

@@ -101,7 +101,7 @@ fn gpu_rejects_k_above_its_limit_and_stops_when_cancelled() {
     let mut rng = Rng::new(9);
     let (a, b) = (rng.matrix(10_000, 128, false), rng.matrix(1_000_000, 128, false));
     let (am, bm) = (Matrix::from_slice(&a, 128, "a").unwrap(), Matrix::from_slice(&b, 128, "b").unwrap());
-    let r = reference_topk(&g, &am, bm.clone(), 8, &mut Stop(0));
+    let r = reference_topk(&g, &am, &bm, 8, &mut Stop(0));
     assert!(matches!(r, Err(EngineError::Cancelled)), "{r:?}");
 }
 

@@ -14,7 +14,7 @@ fn shapes_and_dimensions() {
     let b = CpuBackend::new(1).unwrap();
     let c = m(&[1.0; 6], 3);
     let r = m(&[1.0; 8], 4);
-    assert!(matches!(reference_topk(&b, &c, r.clone(), 1, &mut Unwatched), Err(EngineError::DimensionMismatch { .. })));
+    assert!(matches!(reference_topk(&b, &c, &r, 1, &mut Unwatched), Err(EngineError::DimensionMismatch { .. })));
     let cands = Candidates::new(c.clone(), None).unwrap();
     assert!(matches!(search(&b, &cands, 0.5, &r, 1, &mut Unwatched), Err(EngineError::DimensionMismatch { .. })));
     assert!(matches!(Candidates::new(c, Some(vec![0.0])), Err(EngineError::DimensionMismatch { .. })));
@@ -25,13 +25,13 @@ fn empty_sets_and_k_range() {
     let b = CpuBackend::new(1).unwrap();
     let c = m(&[1.0; 6], 3);
     assert_eq!(
-        reference_topk(&b, &c, m(&[], 3), 1, &mut Unwatched).unwrap_err(),
+        reference_topk(&b, &c, &m(&[], 3), 1, &mut Unwatched).unwrap_err(),
         EngineError::Empty { what: "reference set" }
     );
     let r = m(&[1.0; 9], 3);
-    assert!(matches!(reference_topk(&b, &c, r.clone(), 0, &mut Unwatched), Err(EngineError::KOutOfRange { k: 0, .. })));
+    assert!(matches!(reference_topk(&b, &c, &r, 0, &mut Unwatched), Err(EngineError::KOutOfRange { k: 0, .. })));
     assert!(matches!(
-        reference_topk(&b, &c, r.clone(), 4, &mut Unwatched),
+        reference_topk(&b, &c, &r, 4, &mut Unwatched),
         Err(EngineError::KOutOfRange { k: 4, max: 3, .. })
     ));
     let cands = Candidates::new(c.clone(), None).unwrap();
@@ -42,7 +42,7 @@ fn empty_sets_and_k_range() {
     let t = search(&b, &none, 0.5, &r, 10, &mut Unwatched).unwrap();
     assert_eq!((t.rows, t.k), (3, 0));
     // no reference rows but no candidates either is still an error: the set must exist.
-    assert!(reference_topk(&b, &m(&[], 3), m(&[], 3), 1, &mut Unwatched).is_err());
+    assert!(reference_topk(&b, &m(&[], 3), &m(&[], 3), 1, &mut Unwatched).is_err());
 }
 
 #[test]
@@ -51,11 +51,11 @@ fn non_finite_values() {
     let good = m(&[1.0; 6], 3);
     let nan = [1.0, 2.0, 3.0, 0.0, f32::NAN, 0.0];
     assert_eq!(
-        reference_topk(&b, &m(&nan, 3), good.clone(), 1, &mut Unwatched).unwrap_err(),
+        reference_topk(&b, &m(&nan, 3), &good, 1, &mut Unwatched).unwrap_err(),
         EngineError::NonFinite { what: "candidates", row: 1 }
     );
     let inf = [f32::INFINITY, 0.0, 0.0];
-    assert!(matches!(reference_topk(&b, &good, m(&inf, 3), 1, &mut Unwatched), Err(EngineError::NonFinite { .. })));
+    assert!(matches!(reference_topk(&b, &good, &m(&inf, 3), 1, &mut Unwatched), Err(EngineError::NonFinite { .. })));
     let cands = Candidates::new(good.clone(), None).unwrap();
     assert!(matches!(search(&b, &cands, 0.5, &m(&inf, 3), 1, &mut Unwatched), Err(EngineError::NonFinite { .. })));
     assert!(matches!(
@@ -86,7 +86,7 @@ fn cancellation_stops_a_long_build() {
     let b = CpuBackend::new(2).unwrap();
     let t = std::time::Instant::now();
     // Polled first before any work, then every 20 ms: stop at the third poll.
-    let r = reference_topk(&b, &big, big.clone(), 10, &mut CancelAt(3));
+    let r = reference_topk(&b, &big, &big, 10, &mut CancelAt(3));
     assert_eq!(r.unwrap_err(), EngineError::Cancelled);
     assert!(t.elapsed().as_secs_f64() < 5.0);
 }
@@ -106,7 +106,7 @@ fn progress_is_reported_on_the_calling_thread() {
     let data: Vec<f32> = (0..3000 * dim).map(|i| ((i * 31) % 97) as f32 / 97.0).collect();
     let big = m(&data, dim);
     let mut rec = Record(Vec::new());
-    reference_topk(&CpuBackend::new(2).unwrap(), &big, big.clone(), 5, &mut rec).unwrap();
+    reference_topk(&CpuBackend::new(2).unwrap(), &big, &big, 5, &mut rec).unwrap();
     assert!(!rec.0.is_empty());
     assert!(rec.0.iter().all(|&(d, t)| d <= t && t == 3000 * 3000));
     assert!(rec.0.windows(2).all(|w| w[0].0 <= w[1].0));

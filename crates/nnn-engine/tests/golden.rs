@@ -22,7 +22,7 @@ fn reference_toy_test() {
     let qs: Vec<f32> = queries.iter().flatten().copied().collect();
     let b = CpuBackend::new(2).unwrap();
     let c = Matrix::from_slice(&cand, 4, "c").unwrap();
-    let bias = reference_topk(&b, &c, Matrix::from_slice(&reference, 4, "r").unwrap(), 2, &mut Unwatched)
+    let bias = reference_topk(&b, &c, &Matrix::from_slice(&reference, 4, "r").unwrap(), 2, &mut Unwatched)
         .unwrap()
         .bias(2)
         .unwrap();

@@ -2,14 +2,15 @@
 //! selection, spread over a rayon pool. The full `a × bᵀ` product is never materialised.
 
 use super::kernel::{self, micro_kernel, MR, NR};
+use super::quantize::{self, Quantized};
+use super::rescore::rescore;
 use super::Backend;
 use crate::control::Control;
 use crate::error::{EngineError, Result};
 use crate::matrix::Matrix;
 use crate::run::{run_polled, Progress};
-use crate::topk::{sort_best_first, RowsTopK, TopK};
+use crate::topk::{sort_best_first, RowsShortlist, RowsTopK, TopK};
 use rayon::prelude::*;
-use std::borrow::Cow;
 use std::ops::Range;
 
 /// Rows of `a` per task (and per GEMM tile). 256 x 1024 was fastest on the full-size
@@ -159,85 +160,72 @@ fn finish_rows(top: RowsTopK, first_row: usize) -> Result<(Vec<f32>, Vec<u32>)> 
     top.finish().map_err(|r| EngineError::NonFinite { what: "inner products", row: first_row + r })
 }
 
-/// The scanned side in NR-row panels ([`kernel::pack`] order): the whole panels, then the
-/// zero-padded last one when the rows do not fill it.
-struct Panels {
-    whole: Vec<f32>,
-    tail: Vec<f32>,
-    len: usize,
-}
-
-impl Panels {
-    /// A packed copy of `rows`.
-    fn copied(rows: &[f32], d: usize) -> Self {
-        Self { whole: kernel::pack(rows, d, NR), tail: Vec::new(), len: NR * d }
-    }
-
-    /// `rows` rearranged where they lie (no second copy of them).
-    fn in_place(mut rows: Vec<f32>, d: usize) -> Self {
-        let tail = kernel::pack_in_place(&mut rows, d, NR);
-        Self { whole: rows, tail, len: NR * d }
-    }
-
-    /// Panel `i` (columns `i*NR..(i+1)*NR`), if there is one.
-    fn get(&self, i: usize) -> Option<&[f32]> {
-        let start = i * self.len;
-        match start.checked_sub(self.whole.len()) {
-            None => Some(&self.whole[start..start + self.len]),
-            Some(t) => self.tail.get(t..t + self.len),
-        }
-    }
-}
-
-/// The micro-kernel version of [`scan_task`]: `pb` is all of `b` in NR-column panels, `off`
-/// the per-column offsets padded with +∞ to whole panels (padding never enters).
+/// The micro-kernel version of [`scan_task`], which only shortlists (a row crowded by
+/// near-equal estimates is settled with exact scores): `qa`/`qb` are all of `a`/`b` rounded to
+/// 16 bits in kernel panels (`rows.start` is a multiple of MR), `off` the
+/// per-column offsets padded with +∞ to whole panels (padding never enters). Returns, per row,
+/// the columns whose estimates could still be among its best `k` exact scores, ascending.
+#[allow(clippy::too_many_arguments)]
 fn scan_task_packed(
-    a: &Matrix,
-    pb: &Panels,
+    (a, b): (&Matrix, &Matrix),
+    (qa, qb): (&Quantized, &Quantized),
+    margins: &[f64],
     off: &[f32],
     k: usize,
     rows: Range<usize>,
     cols: Range<usize>,
     progress: &Progress,
-) -> Result<(Vec<f32>, Vec<u32>)> {
-    let d = a.dim();
+) -> Result<Vec<Vec<u32>>> {
     let m = rows.len();
-    let kp = k.min(cols.len());
-    let pa = kernel::pack(a.rows_slice(rows.start, rows.end), d, MR);
-    let mut top = RowsTopK::new(m, kp);
-    let mut out = [0f32; MR * NR];
+    let mut short = RowsShortlist::new(k.min(cols.len()), margins[rows.clone()].to_vec());
+    let first_panel = rows.start / MR;
+    let a_panels = m.div_ceil(MR);
+    let b_panels = qb.inv.len() / NR;
     // Each kernel call on a `b` panel prefetches its share of the next one, so that one's loads
     // (from memory: all of `b` is far bigger than the caches) are not waited for.
-    let share = (NR * d).div_ceil(m.div_ceil(MR)).next_multiple_of(16);
+    let share = (NR * 2 * qb.pairs).div_ceil(a_panels).next_multiple_of(32);
+    let mut out = [0f32; MR * NR];
     for u0 in cols.clone().step_by(COL_UNIT_PACKED) {
         if progress.cancelled() {
             return Err(EngineError::Cancelled);
         }
         let u1 = (u0 + COL_UNIT_PACKED).min(cols.end);
         for c0 in (u0..u1).step_by(NR) {
-            let bp = pb.get(c0 / NR).expect("a panel for every column");
+            let bp = qb.panel(c0 / NR);
             let o: &[f32; NR] = off[c0..c0 + NR].try_into().expect("whole panel");
-            let mut ahead = pb.get(c0 / NR + 1).unwrap_or_default().chunks(share);
-            for (panel, ap) in pa.chunks_exact(MR * d).enumerate() {
-                let rows_here = MR.min(m - panel * MR);
-                let thr: [f32; MR] =
-                    std::array::from_fn(|r| if r < rows_here { top.threshold(panel * MR + r) } else { f32::INFINITY });
-                // SAFETY: the caller checked `kernel::available()`; the panels hold MR*d and NR*d values.
-                let mut hits = unsafe { micro_kernel(d, ap, bp, o, &thr, &mut out, ahead.next().unwrap_or_default()) };
-                // Bits in increasing column order per row; each push may raise the threshold.
+            let b_inv: &[f32; NR] = qb.inv[c0..c0 + NR].try_into().expect("whole panel");
+            let next = if c0 / NR + 1 < b_panels { qb.panel(c0 / NR + 1) } else { &[] };
+            let mut ahead = next.chunks(share);
+            for panel in 0..a_panels {
+                let r0 = panel * MR;
+                let rows_here = MR.min(m - r0);
+                let floor: [f32; MR] =
+                    std::array::from_fn(|r| if r < rows_here { short.floor(r0 + r) } else { f32::INFINITY });
+                let a_inv: &[f32; MR] = qa.inv[rows.start + r0..][..MR].try_into().expect("whole panel");
+                let ap = qa.panel(first_panel + panel);
+                // SAFETY: the caller checked `kernel::available()`; the panels hold MR and NR rows.
+                let mut hits = unsafe {
+                    micro_kernel(qb.pairs, ap, bp, a_inv, b_inv, o, &floor, &mut out, ahead.next().unwrap_or_default())
+                };
+                // Bits in increasing column order per row; each push may raise the floor.
                 while hits != 0 {
                     let bit = hits.trailing_zeros() as usize;
                     hits &= hits - 1;
-                    let (row, v) = (panel * MR + bit / NR, out[bit]);
-                    if v > top.threshold(row) {
-                        top.push(row, v, (c0 + bit % NR) as u32);
+                    let row = r0 + bit / NR;
+                    if out[bit] > short.floor(row) && short.push(row, out[bit], (c0 + bit % NR) as u32) {
+                        let x = a.rows_slice(rows.start + row, rows.start + row + 1);
+                        // SAFETY: as above; both rows have `d` values.
+                        short.settle(
+                            row,
+                            |c| unsafe { kernel::dot(x, b.rows_slice(c as usize, c as usize + 1)) } - off[c as usize],
+                        );
                     }
                 }
             }
         }
         progress.add((m * (u1 - u0)) as u64);
     }
-    finish_rows(top, rows.start)
+    Ok(short.finish())
 }
 
 impl CpuBackend {
@@ -246,27 +234,49 @@ impl CpuBackend {
         rows >= MIN_ROWS_PACKED && kernel::available()
     }
 
-    /// The micro-kernel path over `cols` columns whose panels `panels` makes (on the pool).
+    /// The micro-kernel path: 16-bit shortlists, then exact f32 scores for the shortlisted.
+    /// `None` when a row cannot be rounded to 16 bits (the caller then takes the f32 path).
     fn run_packed(
         &self,
         a: &Matrix,
-        cols: usize,
-        panels: impl FnOnce() -> Panels + Send,
+        b: &Matrix,
         offset: Option<&[f32]>,
         k: usize,
         control: &mut dyn Control,
-    ) -> Result<TopK> {
-        let plan = Plan::new(a.rows(), cols, ROW_BLOCK_PACKED, MIN_ROW_BLOCK_PACKED, COL_UNIT_PACKED);
-        let tasks = plan.tasks(a.rows(), cols);
+    ) -> Option<Result<TopK>> {
+        let (rows, cols, d) = (a.rows(), b.rows(), a.dim());
+        let plan = Plan::new(rows, cols, ROW_BLOCK_PACKED, MIN_ROW_BLOCK_PACKED, COL_UNIT_PACKED);
+        let tasks = plan.tasks(rows, cols);
         let off = padded_offsets(offset, cols);
-        let parts = run_polled(self.threads, (a.rows() * cols) as u64, control, |progress| {
-            let pb = panels();
-            tasks
+        let off_max = offset.map_or(0.0, |o| o.iter().fold(0f64, |m, &v| m.max(f64::from(v).abs())));
+        let result = run_polled(self.threads, (rows * cols) as u64, control, |progress| {
+            let (Some(qa), Some(qb)) = (Quantized::new(a.as_slice(), d, MR), Quantized::new(b.as_slice(), d, NR))
+            else {
+                return Ok(None);
+            };
+            let b_extremes = qb.extremes();
+            let margins: Vec<f64> = qa.scales.iter().map(|s| quantize::margin(s, &b_extremes, d, off_max)).collect();
+            let parts = tasks
                 .par_iter()
-                .map(|(r, c)| scan_task_packed(a, &pb, &off, k, r.clone(), c.clone(), progress))
-                .collect::<Result<Vec<_>>>()
-        })?;
-        Ok(merge_parts(parts, &plan, a.rows(), cols, k))
+                .map(|(r, c)| scan_task_packed((a, b), (&qa, &qb), &margins, &off, k, r.clone(), c.clone(), progress))
+                .collect::<Result<Vec<_>>>()?;
+            drop((qa, qb));
+            // Each row's shortlists from its column parts, in column order.
+            let mut shortlists: Vec<Vec<u32>> = vec![Vec::new(); rows];
+            let per_block = cols.div_ceil(plan.col_part).max(1);
+            for (n, part) in parts.into_iter().enumerate() {
+                let r0 = n / per_block * plan.row_block;
+                for (row, cols) in part.into_iter().enumerate() {
+                    shortlists[r0 + row].extend(cols);
+                }
+            }
+            rescore(a, b, &off, &shortlists, k, progress).map(Some)
+        });
+        match result {
+            Ok(None) => None,
+            Ok(Some(top)) => Some(Ok(top)),
+            Err(e) => Some(Err(e)),
+        }
     }
 }
 
@@ -319,7 +329,9 @@ impl Backend for CpuBackend {
     ) -> Result<TopK> {
         let (rows, cols) = (a.rows(), b.rows());
         if Self::packs(rows) {
-            return self.run_packed(a, cols, || Panels::copied(b.as_slice(), b.dim()), offset, k, control);
+            if let Some(result) = self.run_packed(a, b, offset, k, control) {
+                return result;
+            }
         }
         let plan = Plan::new(rows, cols, ROW_BLOCK, ROW_BLOCK, COL_BLOCK);
         let tasks = plan.tasks(rows, cols);
@@ -331,24 +343,6 @@ impl Backend for CpuBackend {
                 .collect::<Result<Vec<_>>>()
         })?;
         Ok(merge_parts(parts, &plan, rows, cols, k))
-    }
-
-    fn topk_products_consuming(
-        &self,
-        a: &Matrix,
-        b: Matrix,
-        offset: Option<&[f32]>,
-        k: usize,
-        control: &mut dyn Control,
-    ) -> Result<TopK> {
-        if !Self::packs(a.rows()) {
-            return self.topk_products(a, &b, offset, k, control);
-        }
-        let (cols, d) = (b.rows(), b.dim());
-        match b.into_data() {
-            Cow::Owned(rows) => self.run_packed(a, cols, move || Panels::in_place(rows, d), offset, k, control),
-            Cow::Borrowed(rows) => self.run_packed(a, cols, || Panels::copied(rows, d), offset, k, control),
-        }
     }
 }
 
@@ -367,5 +361,102 @@ mod tests {
         let tasks = plan.tasks(100, 30_000);
         assert!(tasks.len() >= TARGET_TASKS, "few rows: columns split too ({} tasks)", tasks.len());
         assert!(tasks.iter().all(|(_, c)| c.start % 256 == 0), "column parts start on whole units");
+    }
+
+    /// Every row's k best of `dot(a_i, b_j) − off_j` by brute force, best first.
+    fn brute_force(a: &[f32], b: &[f32], d: usize, off: &[f32], k: usize) -> (Vec<f32>, Vec<u32>) {
+        let (mut vals, mut idx) = (Vec::new(), Vec::new());
+        for x in a.chunks_exact(d) {
+            let mut row: Vec<(f32, u32)> = b
+                .chunks_exact(d)
+                .zip(off)
+                .enumerate()
+                .map(|(j, (y, o))| (unsafe { kernel::dot(x, y) } - o, j as u32))
+                .collect();
+            row.sort_by(|p, q| q.0.total_cmp(&p.0).then(p.1.cmp(&q.1)));
+            vals.extend(row[..k].iter().map(|p| p.0));
+            idx.extend(row[..k].iter().map(|p| p.1));
+        }
+        (vals, idx)
+    }
+
+    /// Deterministic values in [-1, 1).
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    fn check_exact(what: &str, a: &[f32], b: &[f32], d: usize, off: Option<&[f32]>, k: usize) {
+        let backend = CpuBackend::new(2).unwrap();
+        let (am, bm) = (Matrix::from_slice(a, d, "a").unwrap(), Matrix::from_slice(b, d, "b").unwrap());
+        assert!(
+            Quantized::new(a, d, MR).is_some() && Quantized::new(b, d, NR).is_some(),
+            "{what}: takes the 16-bit path"
+        );
+        let got = backend.run_packed(&am, &bm, off, k, &mut crate::Unwatched).expect("16-bit path").unwrap();
+        let zeros = vec![0.0; bm.rows()];
+        let (vals, idx) = brute_force(a, b, d, off.unwrap_or(&zeros), k);
+        assert_eq!(got.indices, idx, "{what}: indices");
+        assert!(got.values.iter().zip(&vals).all(|(g, v)| g.to_bits() == v.to_bits()), "{what}: values bit for bit");
+    }
+
+    #[test]
+    fn the_16_bit_filter_gives_exactly_the_f32_top_k() {
+        if !kernel::available() {
+            return;
+        }
+        for (d, n, m, k) in [(1, 30, 40, 3), (2, 24, 17, 17), (7, 25, 100, 10), (37, 50, 300, 32), (384, 30, 1000, 128)]
+        {
+            let (a, b) = (values(n * d, 3 + d as u64), values(m * d, 5 + n as u64));
+            let off: Vec<f32> = values(m, 9).iter().map(|v| 0.1 * v).collect();
+            check_exact(&format!("random d={d} {n}x{m} k={k}"), &a, &b, d, None, k);
+            check_exact(&format!("random d={d} {n}x{m} k={k}, offsets"), &a, &b, d, Some(&off), k);
+        }
+        // Near-duplicates: rows closer than 16-bit rounding can tell apart, so the estimates
+        // tie or misorder them and only the exact scores can rank them.
+        let d = 64;
+        let base = values(d, 21);
+        let b: Vec<f32> =
+            (0..600).flat_map(|j| base.iter().enumerate().map(move |(i, v)| v + 1e-7 * ((i * j) % 5) as f32)).collect();
+        let a = values(30 * d, 22);
+        check_exact("near-duplicates", &a, &b, d, None, 100);
+        // Every reference row the same: the estimates all tie, rows get crowded and settled.
+        let b: Vec<f32> = (0..3000).flat_map(|_| base.clone()).collect();
+        check_exact("all equal", &a, &b, d, None, 10);
+        // Exact duplicates tie: lower index first.
+        let b: Vec<f32> = (0..300).flat_map(|_| base.clone()).chain(values(300 * d, 23)).collect();
+        check_exact("duplicates", &a, &b, d, None, 50);
+        // Norms across many orders of magnitude, and zero rows: wide margins, many survivors.
+        let b: Vec<f32> = values(400 * d, 24)
+            .chunks(d)
+            .enumerate()
+            .flat_map(|(j, r)| {
+                let scale = [1e-8, 1e-3, 1.0, 1e3, 1e8, 0.0][j % 6];
+                r.iter().map(move |v| v * scale).collect::<Vec<_>>()
+            })
+            .collect();
+        check_exact("mixed norms", &a, &b, d, None, 64);
+    }
+
+    #[test]
+    fn rows_the_16_bit_path_cannot_round_take_the_f32_path() {
+        let d = 8;
+        let mut b = values(40 * d, 31);
+        b[..d].iter_mut().for_each(|v| *v *= 1e-12);
+        let a = values(30 * d, 32);
+        let (am, bm) = (Matrix::from_slice(&a, d, "a").unwrap(), Matrix::from_slice(&b, d, "b").unwrap());
+        let backend = CpuBackend::new(1).unwrap();
+        assert!(backend.run_packed(&am, &bm, None, 5, &mut crate::Unwatched).is_none(), "norm 1e-12 is out of range");
+        let got = backend.topk_products(&am, &bm, None, 5, &mut crate::Unwatched).unwrap();
+        let (vals, idx) = brute_force(&a, &b, d, &[0.0; 40], 5);
+        assert_eq!(got.indices, idx);
+        assert!(got.values.iter().zip(&vals).all(|(g, v)| (g - v).abs() <= 1e-6), "f32 path agrees");
     }
 }

@@ -1,10 +1,10 @@
-//! A BLIS-style AVX2/FMA micro-kernel (6 rows × 16 columns per call) over packed panels, for
-//! the CPU backend's fused product + top-k. Packing the `b` side once per call removes the
-//! repacking that a general GEMM does for every tile, and the 6 × 16 scores come back from
-//! registers straight to the top-k filter, never through memory-sized tiles.
+//! The CPU backend's kernels: a BLIS-style AVX2 micro-kernel (6 rows × 16 columns per call)
+//! over rows rounded to 16-bit integers, which only filters, and the f32 dot product that
+//! gives every score the filter lets through. `vpmaddwd` does twice the multiply-adds per
+//! instruction of an f32 FMA; the filter's bound ([`super::quantize::margin`]) makes sure it
+//! never drops a score that belongs in the top k.
 //!
-//! Each score is accumulated over the dimension in one fixed order, whatever the tiling, so
-//! results do not depend on how work is split.
+//! Every score is the same f32 computation ([`dot`]) whatever the tiling or thread count.
 
 /// Rows of `a` per micro-kernel call.
 pub const MR: usize = 6;
@@ -23,118 +23,68 @@ pub fn available() -> bool {
     }
 }
 
-/// Rows laid out in panels of `width` rows: panel `i` holds, for each dimension `p`, the
-/// `width` values `x[i*width + r][p]` side by side. Missing rows of the last panel are zeros.
-/// Panels are filled in parallel on the current rayon pool.
-pub fn pack(rows: &[f32], d: usize, width: usize) -> Vec<f32> {
-    use rayon::prelude::*;
-    let panels = (rows.len() / d).div_ceil(width);
-    let mut out = vec![0f32; panels * width * d];
-    huge_pages(&mut out);
-    out.par_chunks_mut(width * d)
-        .zip(rows.par_chunks(width * d))
-        .for_each(|(panel, src)| fill_panel(panel, src, d, width));
-    out
-}
-
-/// [`pack`] without a copy: the whole panels of `rows` (each `width` consecutive rows) are
-/// rearranged where they lie and kept; the rows after the last whole panel are cut off and
-/// come back as one packed, zero-padded panel (empty when there are none).
-pub fn pack_in_place(rows: &mut Vec<f32>, d: usize, width: usize) -> Vec<f32> {
-    use rayon::prelude::*;
-    let whole = rows.len() / (width * d) * (width * d);
-    rows[..whole].par_chunks_mut(width * d).for_each_init(
-        || vec![0f32; width * d],
-        |copy, panel| {
-            copy.copy_from_slice(panel);
-            fill_panel(panel, copy, d, width);
-        },
-    );
-    let tail = pack(&rows[whole..], d, width);
-    rows.truncate(whole);
-    tail
-}
-
-/// Writes the rows of `src` (at most `width` rows of `d` values) into `panel` in panel order.
-fn fill_panel(panel: &mut [f32], src: &[f32], d: usize, width: usize) {
-    for (r, values) in src.chunks_exact(d).enumerate() {
-        for (p, &v) in values.iter().enumerate() {
-            panel[p * width + r] = v;
-        }
-    }
-}
-
-/// Asks the kernel to back `buf` with transparent huge pages where it can (before it is first
-/// written): fewer page faults and TLB misses over a large packed side.
-fn huge_pages(buf: &mut [f32]) {
-    #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        let start = (buf.as_mut_ptr() as usize).next_multiple_of(HUGE);
-        let end = (buf.as_mut_ptr() as usize + std::mem::size_of_val(buf)) / HUGE * HUGE;
-        if end > start {
-            // SAFETY: advice only, on whole pages inside the buffer.
-            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
-        }
-    }
-}
-
-/// `out[r*NR + c] = Σ_p a[p*MR + r] · b[p*NR + c] − off[c]` for one packed `a` panel (MR × d)
-/// and one packed `b` panel (NR × d). Returns bit `r*NR + c` set where `out[r*NR + c]` is
-/// above `thr[r]`, so the caller looks at those scores only (rarely, once thresholds settle).
+/// For one packed `a` panel (MR rows) and one packed `b` panel (NR rows) of 16-bit rows
+/// ([`super::quantize::Quantized`], `pairs` pairs of dimensions each), the integer products
+/// `S[r][c]`, exact in `i32`, and the estimates `out[r*NR + c] = S·(a_inv[r]·b_inv[c]) − off[c]`.
+/// Returns bit `r*NR + c` set where the estimate is above `floor[r]`, so the caller looks at
+/// those only (rarely, once floors settle).
 ///
-/// Meanwhile it asks the CPU to load `ahead` into cache, one 64-byte line per four dimensions
-/// (the caller passes a share of the `b` panel it will need next, so that panel is not
-/// waited for).
+/// Meanwhile it asks the CPU to load `ahead` into cache, one 64-byte line per two pairs (the
+/// caller passes a share of the `b` panel it will need next, so that panel is not waited for).
 ///
 /// # Safety
-/// The CPU must support AVX2 and FMA ([`available`]); `a` must hold `MR*d` and `b` `NR*d` values.
+/// The CPU must support AVX2 and FMA ([`available`]); `a` must hold `MR*2*pairs` and `b`
+/// `NR*2*pairs` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
 pub unsafe fn micro_kernel(
-    d: usize,
-    a: &[f32],
-    b: &[f32],
+    pairs: usize,
+    a: &[i16],
+    b: &[i16],
+    a_inv: &[f32; MR],
+    b_inv: &[f32; NR],
     off: &[f32; NR],
-    thr: &[f32; MR],
+    floor: &[f32; MR],
     out: &mut [f32; MR * NR],
-    ahead: &[f32],
+    ahead: &[i16],
 ) -> u128 {
     use std::arch::x86_64::*;
-    debug_assert!(a.len() >= MR * d && b.len() >= NR * d);
+    debug_assert!(a.len() >= MR * 2 * pairs && b.len() >= NR * 2 * pairs);
     let (a, b) = (a.as_ptr(), b.as_ptr());
-    let mut c = [[_mm256_setzero_ps(); 2]; MR];
-    let step = |c: &mut [[__m256; 2]; MR], p: usize| {
-        let b0 = _mm256_loadu_ps(b.add(p * NR));
-        let b1 = _mm256_loadu_ps(b.add(p * NR + 8));
+    let mut c = [[_mm256_setzero_si256(); 2]; MR];
+    let step = |c: &mut [[__m256i; 2]; MR], p: usize| {
+        let b0 = _mm256_loadu_si256(b.add(p * 2 * NR).cast());
+        let b1 = _mm256_loadu_si256(b.add(p * 2 * NR + 16).cast());
         for (r, acc) in c.iter_mut().enumerate() {
-            let av = _mm256_broadcast_ss(&*a.add(p * MR + r));
-            acc[0] = _mm256_fmadd_ps(av, b0, acc[0]);
-            acc[1] = _mm256_fmadd_ps(av, b1, acc[1]);
+            let av = _mm256_set1_epi32(a.add((p * MR + r) * 2).cast::<i32>().read_unaligned());
+            acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(av, b0));
+            acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(av, b1));
         }
     };
-    // Four dimensions per loop turn (fewer branches and pointer updates), same order of sums.
+    // Two pairs per loop turn, one prefetch each.
     let mut p = 0;
-    while p + 4 <= d {
-        if 4 * p < ahead.len() {
-            _mm_prefetch::<_MM_HINT_T0>(ahead.as_ptr().add(4 * p).cast());
+    while p + 2 <= pairs {
+        if 16 * p < ahead.len() {
+            _mm_prefetch::<_MM_HINT_T0>(ahead.as_ptr().add(16 * p).cast());
         }
-        for u in 0..4 {
-            step(&mut c, p + u);
-        }
-        p += 4;
-    }
-    while p < d {
         step(&mut c, p);
-        p += 1;
+        step(&mut c, p + 1);
+        p += 2;
     }
+    if p < pairs {
+        step(&mut c, p);
+    }
+    let (i0, i1) = (_mm256_loadu_ps(b_inv.as_ptr()), _mm256_loadu_ps(b_inv.as_ptr().add(8)));
     let (o0, o1) = (_mm256_loadu_ps(off.as_ptr()), _mm256_loadu_ps(off.as_ptr().add(8)));
     let mut hits = 0u128;
     for (r, acc) in c.iter().enumerate() {
-        let (v0, v1) = (_mm256_sub_ps(acc[0], o0), _mm256_sub_ps(acc[1], o1));
+        let ar = _mm256_set1_ps(a_inv[r]);
+        let v0 = _mm256_fmsub_ps(_mm256_cvtepi32_ps(acc[0]), _mm256_mul_ps(ar, i0), o0);
+        let v1 = _mm256_fmsub_ps(_mm256_cvtepi32_ps(acc[1]), _mm256_mul_ps(ar, i1), o1);
         _mm256_storeu_ps(out.as_mut_ptr().add(r * NR), v0);
         _mm256_storeu_ps(out.as_mut_ptr().add(r * NR + 8), v1);
-        let t = _mm256_set1_ps(thr[r]);
+        let t = _mm256_set1_ps(floor[r]);
         let low = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v0, t)) as u128;
         let high = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v1, t)) as u128;
         hits |= (low | high << 8) << (r * NR);
@@ -148,63 +98,138 @@ pub unsafe fn micro_kernel(
 /// # Safety
 /// Same contract as the x86-64 kernel.
 #[cfg(not(target_arch = "x86_64"))]
+#[allow(clippy::too_many_arguments)]
 pub unsafe fn micro_kernel(
-    d: usize,
-    a: &[f32],
-    b: &[f32],
+    pairs: usize,
+    a: &[i16],
+    b: &[i16],
+    a_inv: &[f32; MR],
+    b_inv: &[f32; NR],
     off: &[f32; NR],
-    thr: &[f32; MR],
+    floor: &[f32; MR],
     out: &mut [f32; MR * NR],
-    _ahead: &[f32],
+    _ahead: &[i16],
 ) -> u128 {
     let mut hits = 0;
     for r in 0..MR {
         for c in 0..NR {
-            let v = (0..d).map(|p| a[p * MR + r] * b[p * NR + c]).sum::<f32>() - off[c];
+            let s: i32 = (0..2 * pairs)
+                .map(|i| i32::from(a[(i / 2 * MR + r) * 2 + i % 2]) * i32::from(b[(i / 2 * NR + c) * 2 + i % 2]))
+                .sum();
+            let v = (s as f32).mul_add(a_inv[r] * b_inv[c], -off[c]);
             out[r * NR + c] = v;
-            hits |= u128::from(v > thr[r]) << (r * NR + c);
+            hits |= u128::from(v > floor[r]) << (r * NR + c);
         }
     }
     hits
 }
 
+/// The f32 inner product `x·y` in one fixed order (32 running sums over the dimension, then
+/// a fixed reduction), wherever it is called from: the CPU backend's exact score.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA ([`available`]); `x` and `y` have equal length.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn dot(x: &[f32], y: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    debug_assert_eq!(x.len(), y.len());
+    let n = x.len();
+    let (xp, yp) = (x.as_ptr(), y.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        for (j, a) in acc.iter_mut().enumerate() {
+            *a = _mm256_fmadd_ps(_mm256_loadu_ps(xp.add(i + 8 * j)), _mm256_loadu_ps(yp.add(i + 8 * j)), *a);
+        }
+        i += 32;
+    }
+    while i + 8 <= n {
+        acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(xp.add(i)), _mm256_loadu_ps(yp.add(i)), acc[0]);
+        i += 8;
+    }
+    let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let v = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    let mut s = _mm_cvtss_f32(_mm_add_ss(v, _mm_movehdup_ps(v)));
+    while i < n {
+        s = x[i].mul_add(y[i], s);
+        i += 1;
+    }
+    s
+}
+
+/// Asks the CPU to start loading `x` into cache (all of its 64-byte lines), so that a later
+/// [`dot`] over it does not wait for memory.
+pub fn prefetch(x: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in x.chunks(16) {
+        // SAFETY: a prefetch is only a hint; the address lies inside `x`.
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr().cast()) };
+    }
+}
+
+/// Portable stand-in for [`dot`] (never called: [`available`] is false there).
+///
+/// # Safety
+/// Same contract as the x86-64 version.
+#[cfg(not(target_arch = "x86_64"))]
+pub unsafe fn dot(x: &[f32], y: &[f32]) -> f32 {
+    x.iter().zip(y).fold(0.0, |s, (a, b)| a.mul_add(*b, s))
+}
+
 #[cfg(test)]
 mod tests {
+    use super::super::quantize::Quantized;
     use super::*;
 
     #[test]
-    fn packing_in_place_equals_packing_a_copy() {
-        for rows in [0, 1, 15, 16, 17, 40, 48] {
-            let d = 5;
-            let x: Vec<f32> = (0..rows * d).map(|i| i as f32).collect();
-            let mut in_place = x.clone();
-            let tail = pack_in_place(&mut in_place, d, NR);
-            in_place.extend_from_slice(&tail);
-            assert_eq!(in_place, pack(&x, d, NR), "{rows} rows");
-        }
-    }
-
-    #[test]
-    fn kernel_equals_plain_dot_products() {
+    fn kernel_flags_exactly_the_estimates_above_the_floor() {
         if !available() {
             return;
         }
         let d = 37;
         let a: Vec<f32> = (0..4 * d).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
         let b: Vec<f32> = (0..13 * d).map(|i| ((i * 5) % 13) as f32 - 6.0).collect();
-        let (pa, pb) = (pack(&a, d, MR), pack(&b, d, NR));
-        let mut out = [0f32; MR * NR];
+        let (qa, qb) = (Quantized::new(&a, d, MR).unwrap(), Quantized::new(&b, d, NR).unwrap());
         let off: [f32; NR] = std::array::from_fn(|c| c as f32);
-        let thr = [1e9, -1e9, 1e9, 0.0, 1e9, 1e9];
-        let hits = unsafe { micro_kernel(d, &pa, &pb, &off, &thr, &mut out, &pb) };
+        let floor = [1e9, -1e9, 1e9, 0.0, 1e9, 1e9];
+        let a_inv: &[f32; MR] = qa.inv[..MR].try_into().unwrap();
+        let b_inv: &[f32; NR] = qb.inv[..NR].try_into().unwrap();
+        let mut out = [0f32; MR * NR];
+        let hits = unsafe {
+            micro_kernel(qa.pairs, qa.panel(0), qb.panel(0), a_inv, b_inv, &off, &floor, &mut out, qb.panel(0))
+        };
+        let int =
+            |q: &Quantized, width: usize, r: usize, i: usize| i32::from(q.panel(0)[(i / 2 * width + r) * 2 + i % 2]);
         for r in 0..MR {
             for c in 0..NR {
-                let dot: f32 = if r < 4 && c < 13 { (0..d).map(|p| a[r * d + p] * b[c * d + p]).sum() } else { 0.0 };
-                let v = out[r * NR + c];
-                assert_eq!(v, dot - c as f32, "r={r} c={c}");
-                assert_eq!(hits >> (r * NR + c) & 1 == 1, v > thr[r], "hit bit r={r} c={c}");
+                let s: i32 = (0..d).map(|i| int(&qa, MR, r, i) * int(&qb, NR, c, i)).sum();
+                let v = (s as f32).mul_add(a_inv[r] * b_inv[c], -off[c]);
+                assert_eq!(out[r * NR + c], v, "estimate r={r} c={c}");
+                assert_eq!(hits >> (r * NR + c) & 1 == 1, v > floor[r], "hit bit r={r} c={c}");
+                if r < 4 && c < 13 {
+                    let exact: f32 = (0..d).map(|p| a[r * d + p] * b[c * d + p]).sum();
+                    assert!(
+                        (s as f32 * a_inv[r] * b_inv[c] - exact).abs() < 1e-2 * exact.abs().max(1.0),
+                        "r={r} c={c}"
+                    );
+                }
             }
         }
         assert_eq!(hits >> NR & 0xffff, 0xffff, "row 1 is above -1e9 everywhere");
+    }
+
+    #[test]
+    fn dot_is_the_f32_inner_product() {
+        if !available() {
+            return;
+        }
+        for n in [0, 1, 7, 8, 31, 32, 33, 100, 384] {
+            let x: Vec<f32> = (0..n).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
+            let y: Vec<f32> = (0..n).map(|i| ((i * 5) % 13) as f32 * 0.5 - 3.0).collect();
+            let exact: f32 = x.iter().zip(&y).map(|(a, b)| a * b).sum();
+            assert_eq!(unsafe { dot(&x, &y) }, exact, "n = {n} (small integers: every order is exact)");
+        }
     }
 }

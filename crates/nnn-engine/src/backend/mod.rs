@@ -4,6 +4,8 @@ pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod kernel;
+pub mod quantize;
+pub mod rescore;
 
 use crate::control::Control;
 use crate::error::Result;
@@ -22,19 +24,6 @@ pub trait Backend: Sync {
         k: usize,
         control: &mut dyn Control,
     ) -> Result<TopK>;
-
-    /// [`Backend::topk_products`] for a `b` the caller no longer needs: a backend may reuse
-    /// its memory (the CPU backend rearranges rows it owns in place instead of copying them).
-    fn topk_products_consuming(
-        &self,
-        a: &Matrix,
-        b: Matrix,
-        offset: Option<&[f32]>,
-        k: usize,
-        control: &mut dyn Control,
-    ) -> Result<TopK> {
-        self.topk_products(a, &b, offset, k, control)
-    }
 }
 
 /// A shared backend (e.g. the one GPU context a process keeps) is a backend.
@@ -48,16 +37,5 @@ impl<T: Backend + Send> Backend for std::sync::Arc<T> {
         control: &mut dyn Control,
     ) -> Result<TopK> {
         (**self).topk_products(a, b, offset, k, control)
-    }
-
-    fn topk_products_consuming(
-        &self,
-        a: &Matrix,
-        b: Matrix,
-        offset: Option<&[f32]>,
-        k: usize,
-        control: &mut dyn Control,
-    ) -> Result<TopK> {
-        (**self).topk_products_consuming(a, b, offset, k, control)
     }
 }

@@ -133,7 +133,7 @@ pub fn check_wordnet_small(b: &dyn Backend) {
     let queries = read_f16("queries.f16");
     let gt = read_i32("queries_gt.i32");
     let c = Matrix::from_slice(&cand, dim, "c").unwrap();
-    let bias = reference_topk(b, &c, Matrix::from_slice(&refs, dim, "r").unwrap(), 128, &mut Unwatched)
+    let bias = reference_topk(b, &c, &Matrix::from_slice(&refs, dim, "r").unwrap(), 128, &mut Unwatched)
         .unwrap()
         .bias(128)
         .unwrap();
