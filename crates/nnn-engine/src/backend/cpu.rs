@@ -1,5 +1,7 @@
-//! The CPU backend: cache-sized GEMM tiles (the `gemm` crate) fused with per-row top-k
-//! selection, spread over a rayon pool. The full `a × bᵀ` product is never materialised.
+//! The CPU backend, on a rayon pool; the full `a × bᵀ` product is never materialised. With
+//! AVX2 a 16-bit micro-kernel shortlists each row's columns and an exact f32 pass ranks the
+//! shortlist ([`super::quantize`], [`super::rescore`]); otherwise cache-sized GEMM tiles (the
+//! `gemm` crate) are fused with per-row top-k selection.
 
 use super::kernel::{self, micro_kernel, MR, NR};
 use super::quantize::{self, Quantized};
@@ -20,8 +22,8 @@ const ROW_BLOCK: usize = 256;
 const COL_BLOCK: usize = 1024;
 /// Few rows of `a` are split over column ranges until about this many tasks exist.
 const TARGET_TASKS: usize = 32;
-/// Rows of `a` per task on the micro-kernel path: 16 packed panels (150 KB at d = 384) stay
-/// in L2 while each packed 16-column panel of `b` streams through L1.
+/// Rows of `a` per task on the micro-kernel path: 16 panels of 16-bit rows (74 KB at
+/// d = 384) stay in L2 while each 16-column panel of `b` streams through L1.
 const ROW_BLOCK_PACKED: usize = 16 * MR;
 /// Fewest rows of `a` per task on the micro-kernel path when row blocks are halved for more
 /// tasks (2,000 × 30,000: 48-row blocks were 5–15 % faster than 96-row blocks split in two
@@ -29,7 +31,8 @@ const ROW_BLOCK_PACKED: usize = 16 * MR;
 const MIN_ROW_BLOCK_PACKED: usize = 8 * MR;
 /// Columns per cancellation check and progress report on the micro-kernel path.
 const COL_UNIT_PACKED: usize = 256;
-/// Below this many rows of `a` (single queries), packing `b` costs more than it saves.
+/// Below this many rows of `a` (single queries), rounding and packing `b` costs more than it
+/// saves.
 const MIN_ROWS_PACKED: usize = 4 * MR;
 
 /// Exact top-k of inner products on CPU threads.

@@ -58,7 +58,7 @@ pub struct Quantized {
 
 impl Quantized {
     /// Rounds `rows` (each `d` values) on the current rayon pool; `None` when a row's norm is
-    /// not finite or outside [`NORM_RANGE`] (callers then use the f32 path).
+    /// not finite or outside 1e-9 … 1e9 (callers then use the f32 path).
     pub fn new(rows: &[f32], d: usize, width: usize) -> Option<Self> {
         let pairs = d.div_ceil(2);
         let panel_len = pairs * 2 * width;
