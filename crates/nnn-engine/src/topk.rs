@@ -93,14 +93,27 @@ impl RowsTopK {
 /// the margin. Exact values of the survivors then give the exact top k. Columns must be offered
 /// in increasing index order per row.
 ///
-/// Where many estimates lie within the margins of each other (near-duplicate rows), a row
-/// fills up with survivors; [`RowsShortlist::push`] then asks the caller to
-/// [`settle`](RowsShortlist::settle) it with exact values, which keeps memory bounded.
+/// Each row has room for `2k + 64` entries. Where many estimates lie within the margins of each
+/// other (near-duplicate rows), a row stays crowded after dropping what cannot matter;
+/// [`RowsShortlist::push`] then asks the caller to [`settle`](RowsShortlist::settle) it with
+/// exact values.
 pub struct RowsShortlist {
     k: usize,
+    cap: usize,
     margins: Vec<f64>,
-    rows: Vec<Vec<u64>>,
+    buf: Vec<u64>,
+    lens: Vec<usize>,
     floors: Vec<f32>,
+}
+
+/// The shortlisted columns of many rows, flat: row `i`'s are `cols[starts[i]..starts[i + 1]]`,
+/// ascending.
+#[derive(Debug, Default)]
+pub struct Shortlists {
+    /// Where each row's columns begin in `cols`, and the total at the end.
+    pub starts: Vec<usize>,
+    /// All rows' columns, row after row.
+    pub cols: Vec<u32>,
 }
 
 impl RowsShortlist {
@@ -108,9 +121,9 @@ impl RowsShortlist {
     pub fn new(k: usize, margins: Vec<f64>) -> Self {
         debug_assert!(margins.iter().all(|&m| m > 0.0));
         let k = k.max(1);
-        let rows = margins.iter().map(|_| Vec::with_capacity(2 * k)).collect();
-        let floors = vec![f32::NEG_INFINITY; margins.len()];
-        Self { k, margins, rows, floors }
+        let cap = 2 * k + 64;
+        let rows = margins.len();
+        Self { k, cap, margins, buf: vec![0; rows * cap], lens: vec![0; rows], floors: vec![f32::NEG_INFINITY; rows] }
     }
 
     /// Estimates at or below this cannot matter to row `r`.
@@ -120,57 +133,61 @@ impl RowsShortlist {
     }
 
     /// Adds estimate `v` of column `i` to row `r` (the caller has checked `v > floor(r)`).
-    /// Returns `true` when the row holds so many survivors that it should be settled.
+    /// Returns `true` when the row stays crowded and should be settled.
     #[inline]
     pub fn push(&mut self, r: usize, v: f32, i: u32) -> bool {
-        let row = &mut self.rows[r];
-        row.push(rank_key(v, i));
-        row.len() == row.capacity() && self.compact(r)
+        let len = self.lens[r];
+        self.buf[r * self.cap + len] = rank_key(v, i);
+        self.lens[r] = len + 1;
+        len + 1 == self.cap && self.compact(r)
     }
 
     /// Drops the entries of row `r` that can no longer matter and raises its floor; `true`
-    /// when more than `4k + 64` survive (then the row is not given more room: it stays under
-    /// `16k + 256` entries).
+    /// when more than half of the room beyond k stays taken.
     fn compact(&mut self, r: usize) -> bool {
-        let row = &mut self.rows[r];
-        if row.len() < self.k {
+        let (k, len) = (self.k, self.lens[r]);
+        if len < k {
             return false;
         }
-        row.select_nth_unstable(self.k - 1);
-        let kth = f64::from(key_parts(row[self.k - 1]).0);
-        let floor = f32_at_most(kth - 2.0 * self.margins[r]);
-        row.retain(|&key| key_parts(key).0 > floor);
-        self.floors[r] = floor;
-        let crowded = row.len() > 4 * self.k + 64;
-        if !crowded && row.len() * 2 > row.capacity() {
-            row.reserve(row.capacity());
+        let row = &mut self.buf[r * self.cap..r * self.cap + len];
+        row.select_nth_unstable(k - 1);
+        let floor = f32_at_most(f64::from(key_parts(row[k - 1]).0) - 2.0 * self.margins[r]);
+        // The k best are above the floor; of the rest keep those ranking before (floor, 0).
+        let limit = rank_key(floor, 0);
+        let mut kept = k;
+        for j in k..len {
+            if row[j] < limit {
+                row[kept] = row[j];
+                kept += 1;
+            }
         }
-        crowded
+        self.lens[r] = kept;
+        self.floors[r] = floor;
+        kept > k + (self.cap - k) / 2
     }
 
     /// Replaces row `r`'s estimates by `exact(column)` and keeps only the k best: the exact
     /// values of the k kept are at least as good as any later estimate's column can need.
     pub fn settle(&mut self, r: usize, exact: impl Fn(u32) -> f32) {
-        let row = &mut self.rows[r];
+        let row = &mut self.buf[r * self.cap..r * self.cap + self.lens[r]];
         for key in row.iter_mut() {
             let i = *key as u32;
             *key = rank_key(exact(i), i);
         }
         row.select_nth_unstable(self.k - 1);
-        row.truncate(self.k);
+        self.lens[r] = self.k;
         self.compact(r);
     }
 
-    /// Each row's surviving columns in increasing order.
-    pub fn finish(mut self) -> Vec<Vec<u32>> {
-        (0..self.rows.len())
-            .map(|r| {
-                self.compact(r);
-                let mut cols: Vec<u32> = self.rows[r].iter().map(|&key| key as u32).collect();
-                cols.sort_unstable();
-                cols
-            })
-            .collect()
+    /// Appends each row's surviving columns, in increasing order, to `out`.
+    pub fn finish_into(mut self, out: &mut Shortlists) {
+        for r in 0..self.lens.len() {
+            self.compact(r);
+            let start = out.cols.len();
+            out.cols.extend(self.buf[r * self.cap..r * self.cap + self.lens[r]].iter().map(|&key| key as u32));
+            out.cols[start..].sort_unstable();
+            out.starts.push(out.cols.len());
+        }
     }
 }
 
@@ -252,17 +269,22 @@ mod tests {
             assert!(!short.push(0, i as f32, i), "few survivors: nothing to settle");
         }
         // Row 1: all estimates equal: every column survives until the row is settled.
-        let mut crowded = None;
+        let mut settled = 0;
         for i in 0..1000u32 {
             if 0.5 > short.floor(1) && short.push(1, 0.5, i) {
-                crowded.get_or_insert(i);
+                settled += 1;
                 short.settle(1, |c| c as f32 * 1e-3);
             }
         }
-        let crowded = crowded.expect("equal estimates crowd the row");
-        assert!(crowded <= 4 * 3 + 64 + 2 * (4 * 3 + 64), "settled at column {crowded}");
-        let cols = short.finish();
-        assert_eq!(cols[0], (93..100).collect::<Vec<u32>>(), "above the 3rd best (97) less 2 margins");
-        assert!(cols[1].len() >= 3 && cols[1].len() <= 16 * 3 + 256, "bounded: {}", cols[1].len());
+        assert!(settled >= 1000 / (2 * 3 + 64), "equal estimates crowd the row: settled {settled} times");
+        let mut out = Shortlists { starts: vec![0], cols: Vec::new() };
+        short.finish_into(&mut out);
+        assert_eq!(
+            out.cols[out.starts[0]..out.starts[1]],
+            (93..100).collect::<Vec<u32>>(),
+            "above the 3rd best (97) less 2 margins"
+        );
+        let row1 = out.starts[2] - out.starts[1];
+        assert!((3..=2 * 3 + 64).contains(&row1), "bounded: {row1}");
     }
 }

@@ -11,7 +11,7 @@ use crate::control::Control;
 use crate::error::{EngineError, Result};
 use crate::matrix::Matrix;
 use crate::run::{run_polled, Progress};
-use crate::topk::{sort_best_first, RowsShortlist, RowsTopK, TopK};
+use crate::topk::{sort_best_first, RowsShortlist, RowsTopK, Shortlists, TopK};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -167,7 +167,7 @@ fn finish_rows(top: RowsTopK, first_row: usize) -> Result<(Vec<f32>, Vec<u32>)> 
 /// near-equal estimates is settled with exact scores): `qa`/`qb` are all of `a`/`b` rounded to
 /// 16 bits in kernel panels (`rows.start` is a multiple of MR), `off` the
 /// per-column offsets padded with +∞ to whole panels (padding never enters). Returns, per row,
-/// the columns whose estimates could still be among its best `k` exact scores, ascending.
+/// the columns whose estimates could still be among its best `k` exact scores.
 #[allow(clippy::too_many_arguments)]
 fn scan_task_packed(
     (a, b): (&Matrix, &Matrix),
@@ -178,7 +178,7 @@ fn scan_task_packed(
     rows: Range<usize>,
     cols: Range<usize>,
     progress: &Progress,
-) -> Result<Vec<Vec<u32>>> {
+) -> Result<Shortlists> {
     let m = rows.len();
     let mut short = RowsShortlist::new(k.min(cols.len()), margins[rows.clone()].to_vec());
     let first_panel = rows.start / MR;
@@ -228,7 +228,9 @@ fn scan_task_packed(
         }
         progress.add((m * (u1 - u0)) as u64);
     }
-    Ok(short.finish())
+    let mut out = Shortlists { starts: vec![0], cols: Vec::new() };
+    short.finish_into(&mut out);
+    Ok(out)
 }
 
 impl CpuBackend {
@@ -264,16 +266,17 @@ impl CpuBackend {
                 .map(|(r, c)| scan_task_packed((a, b), (&qa, &qb), &margins, &off, k, r.clone(), c.clone(), progress))
                 .collect::<Result<Vec<_>>>()?;
             drop((qa, qb));
-            // Each row's shortlists from its column parts, in column order.
-            let mut shortlists: Vec<Vec<u32>> = vec![Vec::new(); rows];
+            // Each row's shortlists from its column parts, in column order, flat.
+            let mut short = Shortlists { starts: vec![0], cols: Vec::new() };
             let per_block = cols.div_ceil(plan.col_part).max(1);
-            for (n, part) in parts.into_iter().enumerate() {
-                let r0 = n / per_block * plan.row_block;
-                for (row, cols) in part.into_iter().enumerate() {
-                    shortlists[r0 + row].extend(cols);
+            for block in parts.chunks(per_block) {
+                for row in 0..block[0].starts.len() - 1 {
+                    block.iter().for_each(|p| short.cols.extend_from_slice(&p.cols[p.starts[row]..p.starts[row + 1]]));
+                    short.starts.push(short.cols.len());
                 }
             }
-            rescore(a, b, &off, &shortlists, k, progress).map(Some)
+            drop(parts);
+            rescore(a, b, &off, &short, k, progress).map(Some)
         });
         match result {
             Ok(None) => None,
@@ -415,8 +418,16 @@ mod tests {
         if !kernel::available() {
             return;
         }
-        for (d, n, m, k) in [(1, 30, 40, 3), (2, 24, 17, 17), (7, 25, 100, 10), (37, 50, 300, 32), (384, 30, 1000, 128)]
-        {
+        // (more rows than columns: the exact pass goes row by row; fewer: column by column)
+        let shapes = [
+            (1, 30, 40, 3),
+            (2, 24, 17, 17),
+            (7, 25, 100, 10),
+            (37, 50, 300, 32),
+            (64, 500, 90, 20),
+            (384, 30, 1000, 128),
+        ];
+        for (d, n, m, k) in shapes {
             let (a, b) = (values(n * d, 3 + d as u64), values(m * d, 5 + n as u64));
             let off: Vec<f32> = values(m, 9).iter().map(|v| 0.1 * v).collect();
             check_exact(&format!("random d={d} {n}x{m} k={k}"), &a, &b, d, None, k);

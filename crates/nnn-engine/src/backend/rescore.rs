@@ -6,93 +6,144 @@ use super::kernel;
 use crate::error::{EngineError, Result};
 use crate::matrix::Matrix;
 use crate::run::Progress;
-use crate::topk::{RowsTopK, TopK};
+use crate::topk::{RowsTopK, Shortlists, TopK};
 use rayon::prelude::*;
 
-/// Scores per parallel piece of the exact pass (and per cancellation check).
+/// Scores per parallel piece of the exact pass (whole columns; and per cancellation check).
 const PIECE: usize = 16_384;
 /// Rows per parallel piece of the final selection.
 const ROWS_PIECE: usize = 64;
-/// Scores ahead whose rows are requested from memory before they are needed.
+/// Scores ahead whose row of the side read at random is requested from memory before it is
+/// needed.
 const PREFETCH_AHEAD: usize = 4;
 
-/// Row `i` of `a` against its shortlisted columns `shortlists[i]` (ascending): the best `k` of
-/// `dot(a_i, b_j) − off[j]`, best first. Runs on the current rayon pool. A row with fewer than
-/// `k` finite scores is a [`EngineError::NonFinite`].
-pub fn rescore(
-    a: &Matrix,
-    b: &Matrix,
-    off: &[f32],
-    shortlists: &[Vec<u32>],
-    k: usize,
-    progress: &Progress,
-) -> Result<TopK> {
-    // Pairs in row order (p = position), then the same pairs grouped by column.
-    let mut starts = vec![0];
-    for s in shortlists {
-        starts.push(starts[starts.len() - 1] + s.len());
-    }
-    let pairs = starts[shortlists.len()];
-    let mut col_starts = vec![0u32; b.rows() + 1];
-    for &c in shortlists.iter().flatten() {
+/// Row `i` of `a` against its shortlisted columns: the best `k` of `dot(a_i, b_j) − off[j]`,
+/// best first. Runs on the current rayon pool. A row with fewer than `k` finite scores is a
+/// [`EngineError::NonFinite`]. The larger side is read in order and the smaller one (more
+/// likely in cache) at random: when `b` is larger, the scores are computed column by column
+/// first (three 4-byte values per shortlisted column at most), else row by row as they are
+/// ranked.
+pub fn rescore(a: &Matrix, b: &Matrix, off: &[f32], short: &Shortlists, k: usize, progress: &Progress) -> Result<TopK> {
+    let values = if b.rows() > a.rows() { Some(by_columns(a, b, off, short, progress)?) } else { None };
+    select(a, b, off, short, values.as_deref(), k, progress)
+}
+
+/// The scores of all shortlisted pairs, in row order, computed column by column so that `b`
+/// is read once, front to back.
+fn by_columns(a: &Matrix, b: &Matrix, off: &[f32], short: &Shortlists, progress: &Progress) -> Result<Vec<f32>> {
+    let Shortlists { starts, cols } = short;
+    // The same pairs grouped by column (counting sort): `by_col[col_starts[j]..col_starts[j+1]]`
+    // are the rows that shortlisted column j, in increasing order.
+    let mut col_starts = vec![0usize; b.rows() + 1];
+    for &c in cols {
         col_starts[c as usize + 1] += 1;
     }
     for j in 0..b.rows() {
         col_starts[j + 1] += col_starts[j];
     }
-    let mut by_col = vec![(0u32, 0u32); pairs];
+    let mut by_col = vec![0u32; cols.len()];
     let mut fill = col_starts.clone();
-    for (row, cols) in shortlists.iter().enumerate() {
-        for &c in cols {
-            by_col[fill[c as usize] as usize] = (c, row as u32);
+    for (row, w) in starts.windows(2).enumerate() {
+        for &c in &cols[w[0]..w[1]] {
+            by_col[fill[c as usize]] = row as u32;
             fill[c as usize] += 1;
         }
     }
-    let mut by_col_values = vec![0f32; pairs];
-    by_col_values.par_chunks_mut(PIECE).zip(by_col.par_chunks(PIECE)).try_for_each(|(values, pairs)| {
+    drop(fill);
+    // Pieces of whole columns in parallel.
+    let mut by_col_values = vec![0f32; cols.len()];
+    let mut pieces = Vec::new();
+    let mut rest = by_col_values.as_mut_slice();
+    let mut j0 = 0;
+    while j0 < b.rows() {
+        let mut j1 = j0 + 1;
+        while j1 < b.rows() && col_starts[j1] - col_starts[j0] < PIECE {
+            j1 += 1;
+        }
+        let (piece, tail) = rest.split_at_mut(col_starts[j1] - col_starts[j0]);
+        pieces.push((j0..j1, piece));
+        (rest, j0) = (tail, j1);
+    }
+    pieces.into_par_iter().try_for_each(|(columns, values)| {
         if progress.cancelled() {
             return Err(EngineError::Cancelled);
         }
-        for (n, (v, &(c, row))) in values.iter_mut().zip(pairs).enumerate() {
-            if let Some(&(ahead, row)) = pairs.get(n + PREFETCH_AHEAD) {
-                if ahead != c {
-                    kernel::prefetch(b.rows_slice(ahead as usize, ahead as usize + 1));
+        let first = col_starts[columns.start];
+        for j in columns {
+            let b_row = b.rows_slice(j, j + 1);
+            let (s, e) = (col_starts[j], col_starts[j + 1]);
+            for (n, &row) in by_col[s..e].iter().enumerate() {
+                if let Some(&ahead) = by_col.get(s + n + PREFETCH_AHEAD) {
+                    kernel::prefetch(a.rows_slice(ahead as usize, ahead as usize + 1));
                 }
-                kernel::prefetch(a.rows_slice(row as usize, row as usize + 1));
+                let row = row as usize;
+                // SAFETY: callers take this path only where `kernel::available()`; rows have `d` values.
+                values[s + n - first] = unsafe { kernel::dot(a.rows_slice(row, row + 1), b_row) } - off[j];
             }
-            let (row, c) = (row as usize, c as usize);
-            // SAFETY: callers take this path only where `kernel::available()`; rows have `d` values.
-            *v = unsafe { kernel::dot(a.rows_slice(row, row + 1), b.rows_slice(c, c + 1)) } - off[c];
+            if j + 2 < b.rows() {
+                kernel::prefetch(b.rows_slice(j + 2, j + 3));
+            }
         }
         Ok(())
     })?;
     // Back to row order: within a row, columns ascend, as the selection needs.
-    let mut values = vec![0f32; pairs];
+    let mut values = vec![0f32; cols.len()];
     let mut next = starts.clone();
-    for (&(_, row), &v) in by_col.iter().zip(&by_col_values) {
+    for (&row, &v) in by_col.iter().zip(&by_col_values) {
         values[next[row as usize]] = v;
         next[row as usize] += 1;
     }
-    let rows = shortlists.len();
-    let parts = (0..rows.div_ceil(ROWS_PIECE))
-        .into_par_iter()
-        .map(|piece| {
-            let (r0, r1) = (piece * ROWS_PIECE, ((piece + 1) * ROWS_PIECE).min(rows));
-            let mut top = RowsTopK::new(r1 - r0, k);
-            for r in r0..r1 {
-                for (&c, &v) in shortlists[r].iter().zip(&values[starts[r]..starts[r + 1]]) {
+    Ok(values)
+}
+
+/// Each row's best `k` of its shortlisted scores: `values` in row order, or (without)
+/// computed here row by row.
+fn select(
+    a: &Matrix,
+    b: &Matrix,
+    off: &[f32],
+    short: &Shortlists,
+    values: Option<&[f32]>,
+    k: usize,
+    progress: &Progress,
+) -> Result<TopK> {
+    let Shortlists { starts, cols } = short;
+    let rows = starts.len() - 1;
+    let mut out = TopK { rows, k, values: vec![0f32; rows * k], indices: vec![0u32; rows * k] };
+    out.values
+        .par_chunks_mut(ROWS_PIECE * k)
+        .zip(out.indices.par_chunks_mut(ROWS_PIECE * k))
+        .enumerate()
+        .try_for_each(|(piece, (out_v, out_i))| {
+            if progress.cancelled() {
+                return Err(EngineError::Cancelled);
+            }
+            let r0 = piece * ROWS_PIECE;
+            let mut top = RowsTopK::new(out_v.len() / k, k);
+            for r in r0..r0 + out_v.len() / k {
+                let (s, e) = (starts[r], starts[r + 1]);
+                let x = a.rows_slice(r, r + 1);
+                for (n, &c) in cols[s..e].iter().enumerate() {
+                    let v = match values {
+                        Some(values) => values[s + n],
+                        None => {
+                            if let Some(&ahead) = cols[s..e].get(n + PREFETCH_AHEAD) {
+                                kernel::prefetch(b.rows_slice(ahead as usize, ahead as usize + 1));
+                            }
+                            // SAFETY: as in `by_columns`.
+                            let dot = unsafe { kernel::dot(x, b.rows_slice(c as usize, c as usize + 1)) };
+                            dot - off[c as usize]
+                        }
+                    };
                     if v > top.threshold(r - r0) {
                         top.push(r - r0, v, c);
                     }
                 }
             }
-            top.finish().map_err(|r| EngineError::NonFinite { what: "inner products", row: r0 + r })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let (values, indices) = parts.into_iter().fold((Vec::new(), Vec::new()), |(mut v, mut i), (pv, pi)| {
-        v.extend(pv);
-        i.extend(pi);
-        (v, i)
-    });
-    Ok(TopK { rows, k, values, indices })
+            let (v, i) = top.finish().map_err(|r| EngineError::NonFinite { what: "inner products", row: r0 + r })?;
+            out_v.copy_from_slice(&v);
+            out_i.copy_from_slice(&i);
+            Ok(())
+        })?;
+    Ok(out)
 }
