@@ -103,9 +103,9 @@ pub fn build(
     };
     let (cand_data, skipped) = cand;
     let what = format!("bias of {}", candidates.sql);
-    // both sets as f32 and as the CPU kernel's 16-bit copies, plus per candidate about 40 bytes
+    // both sets as f32 and as the CPU kernel's 16-bit copies, plus per candidate about 24 bytes
     // for each of its k similarities: the shortlist, its exact rescoring and the kept top k
-    check_memory((cand_data.len() + ref_data.len()) * 6 + cand_data.len() / dim * k as usize * 40, &what);
+    check_memory((cand_data.len() + ref_data.len()) * 6 + cand_data.len() / dim * k as usize * 24, &what);
     let c = or_raise(Matrix::from_slice(&cand_data, dim, "candidates"), &what);
     let r = or_raise(Matrix::from_slice(&ref_data, dim, "reference set"), &what);
     let mut control = BackendControl::new(&what).with_rows(c.rows());
