@@ -31,9 +31,10 @@ const ROW_BLOCK_PACKED: usize = 16 * MR;
 const MIN_ROW_BLOCK_PACKED: usize = 8 * MR;
 /// Columns per cancellation check and progress report on the micro-kernel path.
 const COL_UNIT_PACKED: usize = 256;
-/// Below this many rows of `a` (single queries), rounding and packing `b` costs more than it
-/// saves.
-const MIN_ROWS_PACKED: usize = 4 * MR;
+/// Below this many rows of `a` (single queries, small batches), rounding and packing all of
+/// `b` costs more than it saves (searches over 100,000 × 384 candidates: the f32 tiles were
+/// faster up to 96 query rows, the 16-bit path from 192).
+const MIN_ROWS_PACKED: usize = 128;
 
 /// Exact top-k of inner products on CPU threads.
 #[derive(Debug, Clone)]

@@ -69,15 +69,10 @@ impl Quantized {
         let ok =
             panels.par_chunks_mut(panel_len).zip(scales.par_chunks_mut(width)).zip(rows.par_chunks(width * d)).all(
                 |((panel, scales), src)| {
-                    let mut q = vec![0i16; 2 * pairs];
-                    src.chunks_exact(d).zip(scales.iter_mut()).enumerate().all(|(r, (x, scale))| {
-                        let Some(s) = round_row(x, &mut q[..d]) else { return false };
-                        *scale = s;
-                        for (p, two) in q.chunks_exact(2).enumerate() {
-                            panel[(p * width + r) * 2..][..2].copy_from_slice(two);
-                        }
-                        true
-                    })
+                    src.chunks_exact(d)
+                        .zip(scales.iter_mut())
+                        .enumerate()
+                        .all(|(r, (x, scale))| round_row(x, panel, r, width).map(|s| *scale = s).is_some())
                 },
             );
         let inv = scales.iter().map(|s| s.inv).collect();
@@ -115,15 +110,16 @@ fn huge_pages(buf: &mut [i16]) {
     }
 }
 
-/// Rounds one row into `q`; `None` for a norm out of range, or where the 16-bit kernel does
-/// not exist (callers check [`super::kernel::available`] first).
-fn round_row(x: &[f32], q: &mut [i16]) -> Option<RowScale> {
+/// Rounds row `r` of a panel of `width` rows into `panel` (zeros there already); `None` for a
+/// norm out of range, or where the 16-bit kernel does not exist (callers check
+/// [`super::kernel::available`] first).
+fn round_row(x: &[f32], panel: &mut [i16], r: usize, width: usize) -> Option<RowScale> {
     #[cfg(target_arch = "x86_64")]
     if super::kernel::available() {
         // SAFETY: the CPU has AVX2 and FMA.
-        return unsafe { round_row_avx2(x, q) };
+        return unsafe { round_row_avx2(x, panel, r, width) };
     }
-    let _ = (x, q);
+    let _ = (x, panel, r, width);
     None
 }
 
@@ -131,7 +127,7 @@ fn round_row(x: &[f32], q: &mut [i16]) -> Option<RowScale> {
 /// at most for these lengths) [`SUM_SAFETY`] covers.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn round_row_avx2(x: &[f32], q: &mut [i16]) -> Option<RowScale> {
+unsafe fn round_row_avx2(x: &[f32], panel: &mut [i16], r: usize, width: usize) -> Option<RowScale> {
     use std::arch::x86_64::*;
     // Eight values from `i` on, zeros past the end.
     let load = |i: usize| {
@@ -162,7 +158,6 @@ unsafe fn round_row_avx2(x: &[f32], q: &mut [i16]) -> Option<RowScale> {
         return None;
     }
     if largest == 0.0 {
-        q.fill(0);
         return Some(RowScale::default());
     }
     // (a tiny row whose squares vanish in f32 has norm 0 here: out of range too)
@@ -179,11 +174,19 @@ unsafe fn round_row_avx2(x: &[f32], q: &mut [i16]) -> Option<RowScale> {
         rounded = _mm256_fmadd_ps(near, near, rounded);
         error = _mm256_fmadd_ps(moved, moved, error);
         let ints = _mm256_cvtps_epi32(near);
-        let packed = _mm_packs_epi32(_mm256_castsi256_si128(ints), _mm256_extracti128_si256::<1>(ints));
-        let mut out = [0i16; 8];
-        _mm_storeu_si128(out.as_mut_ptr().cast(), packed);
-        let n = 8.min(x.len() - i);
-        q[i..i + n].copy_from_slice(&out[..n]);
+        // four pairs of dimensions, each an i32 lane, to their places in the panel
+        let pairs = _mm_packs_epi32(_mm256_castsi256_si128(ints), _mm256_extracti128_si256::<1>(ints));
+        let lanes = [
+            _mm_extract_epi32::<0>(pairs),
+            _mm_extract_epi32::<1>(pairs),
+            _mm_extract_epi32::<2>(pairs),
+            _mm_extract_epi32::<3>(pairs),
+        ];
+        for (j, &two) in lanes.iter().enumerate().take((x.len() - i).div_ceil(2)) {
+            let at = ((i / 2 + j) * width + r) * 2;
+            panel[at] = two as i16;
+            panel[at + 1] = (two >> 16) as i16;
+        }
     }
     let root = |v| SUM_SAFETY * f64::from(sum(v)).sqrt() / f64::from(sigma);
     Some(RowScale {
