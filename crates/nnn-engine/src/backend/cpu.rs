@@ -255,7 +255,7 @@ impl CpuBackend {
         let tasks = plan.tasks(rows, cols);
         let off = padded_offsets(offset, cols);
         let off_max = offset.map_or(0.0, |o| o.iter().fold(0f64, |m, &v| m.max(f64::from(v).abs())));
-        let result = run_polled(self.threads, (rows * cols) as u64, control, |progress| {
+        run_polled(self.threads, (rows * cols) as u64, control, |progress| {
             let (Some(qa), Some(qb)) = (Quantized::new(a.as_slice(), d, MR), Quantized::new(b.as_slice(), d, NR))
             else {
                 return Ok(None);
@@ -278,12 +278,8 @@ impl CpuBackend {
             }
             drop(parts);
             rescore(a, b, &off, &short, k, progress).map(Some)
-        });
-        match result {
-            Ok(None) => None,
-            Ok(Some(top)) => Some(Ok(top)),
-            Err(e) => Some(Err(e)),
-        }
+        })
+        .transpose()
     }
 }
 
