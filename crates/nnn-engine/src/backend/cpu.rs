@@ -5,7 +5,7 @@
 
 use super::kernel::{self, micro_kernel, MR, NR};
 use super::quantize::{self, Quantized};
-use super::rescore::rescore;
+use super::rescore::{exact_score, rescore};
 use super::Backend;
 use crate::control::Control;
 use crate::error::{EngineError, Result};
@@ -73,6 +73,11 @@ impl Plan {
         let col_tiles = cols.div_ceil(col_unit).max(1);
         let parts = TARGET_TASKS.div_ceil(row_blocks.max(1)).clamp(1, col_tiles);
         Self { row_block, col_part: col_tiles.div_ceil(parts) * col_unit }
+    }
+
+    /// Column parts per row block: consecutive tasks of [`Plan::tasks`] share a row block.
+    fn parts_per_block(&self, cols: usize) -> usize {
+        cols.div_ceil(self.col_part).max(1)
     }
 
     fn tasks(&self, rows: usize, cols: usize) -> Vec<(Range<usize>, Range<usize>)> {
@@ -160,7 +165,7 @@ fn scan_task(
 }
 
 /// The sorted k best of every row; a row with fewer entries means NaN scores.
-fn finish_rows(top: RowsTopK, first_row: usize) -> Result<(Vec<f32>, Vec<u32>)> {
+pub(super) fn finish_rows(top: RowsTopK, first_row: usize) -> Result<(Vec<f32>, Vec<u32>)> {
     top.finish().map_err(|r| EngineError::NonFinite { what: "inner products", row: first_row + r })
 }
 
@@ -218,11 +223,7 @@ fn scan_task_packed(
                     let row = r0 + bit / NR;
                     if out[bit] > short.floor(row) && short.push(row, out[bit], (c0 + bit % NR) as u32) {
                         let x = a.rows_slice(rows.start + row, rows.start + row + 1);
-                        // SAFETY: as above; both rows have `d` values.
-                        short.settle(
-                            row,
-                            |c| unsafe { kernel::dot(x, b.rows_slice(c as usize, c as usize + 1)) } - off[c as usize],
-                        );
+                        short.settle(row, |c| exact_score(x, b, c as usize, off));
                     }
                 }
             }
@@ -269,8 +270,7 @@ impl CpuBackend {
             drop((qa, qb));
             // Each row's shortlists from its column parts, in column order, flat.
             let mut short = Shortlists { starts: vec![0], cols: Vec::new() };
-            let per_block = cols.div_ceil(plan.col_part).max(1);
-            for block in parts.chunks(per_block) {
+            for block in parts.chunks(plan.parts_per_block(cols)) {
                 for row in 0..block[0].starts.len() - 1 {
                     block.iter().for_each(|p| short.cols.extend_from_slice(&p.cols[p.starts[row]..p.starts[row + 1]]));
                     short.starts.push(short.cols.len());
@@ -297,8 +297,7 @@ fn padded_offsets(offset: Option<&[f32]>, cols: usize) -> Vec<f32> {
 fn merge_parts(parts: Vec<(Vec<f32>, Vec<u32>)>, plan: &Plan, rows: usize, cols: usize, k: usize) -> TopK {
     let mut values = Vec::with_capacity(rows * k);
     let mut indices = Vec::with_capacity(rows * k);
-    let per_block = cols.div_ceil(plan.col_part).max(1);
-    for (block, chunk) in parts.chunks(per_block).enumerate() {
+    for (block, chunk) in parts.chunks(plan.parts_per_block(cols)).enumerate() {
         let r0 = block * plan.row_block;
         let m = plan.row_block.min(rows - r0);
         if let [(v, i)] = chunk {

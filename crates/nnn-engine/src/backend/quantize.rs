@@ -139,11 +139,12 @@ unsafe fn round_row_avx2(x: &[f32], panel: &mut [i16], r: usize, width: usize) -
             _mm256_loadu_ps(tail.as_ptr())
         }
     };
-    let sum = |v: __m256| {
-        let mut lanes = [0f32; 8];
-        _mm256_storeu_ps(lanes.as_mut_ptr(), v);
-        lanes.iter().sum::<f32>()
+    let lanes = |v: __m256| {
+        let mut out = [0f32; 8];
+        _mm256_storeu_ps(out.as_mut_ptr(), v);
+        out
     };
+    let sum = |v: __m256| lanes(v).iter().sum::<f32>();
     let (mut squares, mut largest) = (_mm256_setzero_ps(), _mm256_setzero_ps());
     for i in (0..x.len()).step_by(8) {
         let v = load(i);
@@ -151,9 +152,7 @@ unsafe fn round_row_avx2(x: &[f32], panel: &mut [i16], r: usize, width: usize) -
         largest = _mm256_max_ps(largest, _mm256_andnot_ps(_mm256_set1_ps(-0.0), v));
     }
     let norm = f64::from(sum(squares)).sqrt();
-    let mut lanes = [0f32; 8];
-    _mm256_storeu_ps(lanes.as_mut_ptr(), largest);
-    let largest = f64::from(lanes.iter().fold(0f32, |m, &v| m.max(v)));
+    let largest = f64::from(lanes(largest).iter().fold(0f32, |m, &v| m.max(v)));
     if !norm.is_finite() {
         return None;
     }
@@ -176,13 +175,13 @@ unsafe fn round_row_avx2(x: &[f32], panel: &mut [i16], r: usize, width: usize) -
         let ints = _mm256_cvtps_epi32(near);
         // four pairs of dimensions, each an i32 lane, to their places in the panel
         let pairs = _mm_packs_epi32(_mm256_castsi256_si128(ints), _mm256_extracti128_si256::<1>(ints));
-        let lanes = [
+        let words = [
             _mm_extract_epi32::<0>(pairs),
             _mm_extract_epi32::<1>(pairs),
             _mm_extract_epi32::<2>(pairs),
             _mm_extract_epi32::<3>(pairs),
         ];
-        for (j, &two) in lanes.iter().enumerate().take((x.len() - i).div_ceil(2)) {
+        for (j, &two) in words.iter().enumerate().take((x.len() - i).div_ceil(2)) {
             let at = ((i / 2 + j) * width + r) * 2;
             panel[at] = two as i16;
             panel[at + 1] = (two >> 16) as i16;

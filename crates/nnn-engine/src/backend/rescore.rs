@@ -1,7 +1,8 @@
 //! The exact pass after the CPU backend's 16-bit filter: every shortlisted score computed in
-//! f32 ([`kernel::dot`]) and each row's best k kept. The scores are computed in column order,
-//! so `b` is read once, front to back, however many rows shortlisted each column.
+//! f32 ([`exact_score`]) and each row's best k kept. The larger side is read once, front to
+//! back, however many rows shortlisted each of its rows.
 
+use super::cpu::finish_rows;
 use super::kernel;
 use crate::error::{EngineError, Result};
 use crate::matrix::Matrix;
@@ -16,6 +17,15 @@ const ROWS_PIECE: usize = 64;
 /// Scores ahead whose row of the side read at random is requested from memory before it is
 /// needed.
 const PREFETCH_AHEAD: usize = 4;
+
+/// The exact score `fl(x·b_j − off[j])` of row `x` against row `j` of `b`: the one
+/// computation every result of the 16-bit path comes from (in the exact pass, and where a
+/// crowded shortlist is settled).
+pub fn exact_score(x: &[f32], b: &Matrix, j: usize, off: &[f32]) -> f32 {
+    debug_assert!(kernel::available());
+    // SAFETY: the 16-bit path runs only where `kernel::available()`; both rows have `d` values.
+    unsafe { kernel::dot(x, b.rows_slice(j, j + 1)) - off[j] }
+}
 
 /// Row `i` of `a` against its shortlisted columns: the best `k` of `dot(a_i, b_j) − off[j]`,
 /// best first. Runs on the current rayon pool. A row with fewer than `k` finite scores is a
@@ -70,15 +80,12 @@ fn by_columns(a: &Matrix, b: &Matrix, off: &[f32], short: &Shortlists, progress:
         }
         let first = col_starts[columns.start];
         for j in columns {
-            let b_row = b.rows_slice(j, j + 1);
             let (s, e) = (col_starts[j], col_starts[j + 1]);
             for (n, &row) in by_col[s..e].iter().enumerate() {
                 if let Some(&ahead) = by_col.get(s + n + PREFETCH_AHEAD) {
                     kernel::prefetch(a.rows_slice(ahead as usize, ahead as usize + 1));
                 }
-                let row = row as usize;
-                // SAFETY: callers take this path only where `kernel::available()`; rows have `d` values.
-                values[s + n - first] = unsafe { kernel::dot(a.rows_slice(row, row + 1), b_row) } - off[j];
+                values[s + n - first] = exact_score(a.rows_slice(row as usize, row as usize + 1), b, j, off);
             }
             if j + 2 < b.rows() {
                 kernel::prefetch(b.rows_slice(j + 2, j + 3));
@@ -130,9 +137,7 @@ fn select(
                             if let Some(&ahead) = cols[s..e].get(n + PREFETCH_AHEAD) {
                                 kernel::prefetch(b.rows_slice(ahead as usize, ahead as usize + 1));
                             }
-                            // SAFETY: as in `by_columns`.
-                            let dot = unsafe { kernel::dot(x, b.rows_slice(c as usize, c as usize + 1)) };
-                            dot - off[c as usize]
+                            exact_score(x, b, c as usize, off)
                         }
                     };
                     if v > top.threshold(r - r0) {
@@ -140,7 +145,7 @@ fn select(
                     }
                 }
             }
-            let (v, i) = top.finish().map_err(|r| EngineError::NonFinite { what: "inner products", row: r0 + r })?;
+            let (v, i) = finish_rows(top, r0)?;
             out_v.copy_from_slice(&v);
             out_i.copy_from_slice(&i);
             Ok(())
