@@ -43,7 +43,7 @@ run)
   export LD_LIBRARY_PATH="$libs:${LD_LIBRARY_PATH:-}"
   export NNN_DATA=$PWD/data/wordnet-small
   status=0
-  gpu-bin/cuda-tests --include-ignored --test-threads 1 2>&1 | tee "$out/tests.txt" || status=$?
+  gpu-bin/cuda-tests --include-ignored --test-threads 1 --nocapture 2>&1 | tee "$out/tests.txt" || status=$?
   timeout 300 gpu-bin/cuda-bench 2>&1 | tee "$out/bench.txt" || status=$?
   exit $status
   ;;

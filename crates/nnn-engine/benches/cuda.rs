@@ -1,7 +1,8 @@
 //! CUDA backend benchmark (run by scripts/gpu-check.sh on a GPU machine): an NNN bias build of
 //! N = 10,000 candidates × M = 1,000,000 reference rows × d = 512, k = 128 (random unit rows),
 //! its GFLOP/s and ratio to plain cuBLAS sgemm of the same tiles, both with their host→device
-//! copies, and the CPU backend on the same problem scaled down (M / 50) with every core.
+//! copies (overlapped with the products), the same in TF32 mode with its error against f32,
+//! and the CPU backend on the same problem scaled down (M / 50) with every core.
 //! Not a test: it only reports. `--quick` divides M by 10.
 
 use nnn_engine::backend::cuda::CudaBackend;
@@ -47,11 +48,28 @@ fn main() {
     let flop = 2.0 * n as f64 * m as f64 * d as f64;
     println!("# {}: bias {n} x {m} x d={d}, k={k}", gpu.device_name());
     let _ = reference_topk(&gpu, &c, &Matrix::from_slice(&refs[..4096 * d], d, "w").unwrap(), k, &mut Unwatched);
-    let (_, t_gpu) = timed(|| reference_topk(&gpu, &c, &r, k, &mut Unwatched).unwrap());
+    let (f32_bias, t_gpu) = timed(|| reference_topk(&gpu, &c, &r, k, &mut Unwatched).unwrap());
     let (_, t_gemm) = timed(|| gpu.plain_sgemm(&c, &r).unwrap());
     println!("RESULT cuda.bias        {t_gpu:>9.3} s {:>9.1} GFLOP/s", flop / t_gpu / 1e9);
     println!("RESULT cuda.plain_sgemm {t_gemm:>9.3} s {:>9.1} GFLOP/s", flop / t_gemm / 1e9);
     println!("RATIO cuda.bias_vs_sgemm_rate {:.3}", t_gemm / t_gpu);
+    gpu.set_tf32(true);
+    let (tf32, t_tf32) = timed(|| reference_topk(&gpu, &c, &r, k, &mut Unwatched).unwrap());
+    let (_, t_tf32_gemm) = timed(|| gpu.plain_sgemm(&c, &r).unwrap());
+    gpu.set_tf32(false);
+    println!("RESULT cuda.bias_tf32        {t_tf32:>9.3} s {:>9.1} GFLOP/s", flop / t_tf32 / 1e9);
+    println!("RESULT cuda.plain_sgemm_tf32 {t_tf32_gemm:>9.3} s {:>9.1} GFLOP/s", flop / t_tf32_gemm / 1e9);
+    println!("RATIO cuda.tf32_bias_vs_f32_bias {:.2}", t_gpu / t_tf32);
+    let (bias, bias_tf32) = (f32_bias.bias(k).unwrap(), tf32.bias(k).unwrap());
+    let diff: Vec<f64> = bias.iter().zip(&bias_tf32).map(|(x, y)| f64::from(x - y).abs()).collect();
+    let kept = f32_bias.sims.indices.chunks(k).zip(tf32.sims.indices.chunks(k));
+    let same = kept.map(|(x, y)| y.iter().filter(|j| x.contains(j)).count()).sum::<usize>();
+    println!(
+        "ERROR tf32 bias vs f32: max {:.2e}, mean {:.2e}; top-{k} sets overlap {:.4}",
+        diff.iter().cloned().fold(0.0, f64::max),
+        diff.iter().sum::<f64>() / n as f64,
+        same as f64 / (n * k) as f64
+    );
     let small = m / 50;
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
     let cpu = CpuBackend::new(threads).unwrap();

@@ -121,3 +121,43 @@ fn gpu_search_matches_naive() {
         assert_row_matches(top.row_indices(r), top.row_values(r), &naive, 1e-4, &format!("query {r}"));
     }
 }
+
+/// TF32 products (an opt-in) stay within their bound: each input keeps a 10-bit mantissa, so
+/// every score of unit rows is off by less than 2⁻⁹, and so is each of a row's k best values
+/// (order statistics move no more than the scores). The measured errors are printed for the
+/// notes; f32 mode, set again, is exact within 1e-5.
+#[test]
+#[ignore = "needs an NVIDIA GPU: scripts/gpu-check.sh runs it"]
+fn tf32_mode_stays_within_its_error_bound() {
+    let g = gpu();
+    let mut rng = Rng::new(33);
+    let (nq, n, d, k) = (64, 20_000, 512, 128);
+    let unit_rows = |mut v: Vec<f32>| {
+        for row in v.chunks_exact_mut(d) {
+            let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+            row.iter_mut().for_each(|x| *x /= norm);
+        }
+        v
+    };
+    let (a, b) = (unit_rows(rng.matrix(nq, d, false)), unit_rows(rng.matrix(n, d, false)));
+    let (am, bm) = (Matrix::from_slice(&a, d, "a").unwrap(), Matrix::from_slice(&b, d, "b").unwrap());
+    g.set_tf32(true);
+    let tf32 = g.topk_products(&am, &bm, None, k, &mut Unwatched).unwrap();
+    g.set_tf32(false);
+    let f32_mode = g.topk_products(&am, &bm, None, k, &mut Unwatched).unwrap();
+    let (mut worst_tf32, mut worst_f32, mut worst_bias) = (0f64, 0f64, 0f64);
+    for r in 0..nq {
+        let mut naive = naive_scores(&a[r * d..(r + 1) * d], &b, d, None);
+        naive.sort_by(|x, y| y.partial_cmp(x).unwrap());
+        let row = r * k..(r + 1) * k;
+        for (j, (t, f)) in tf32.values[row.clone()].iter().zip(&f32_mode.values[row.clone()]).enumerate() {
+            worst_tf32 = worst_tf32.max((f64::from(*t) - naive[j]).abs());
+            worst_f32 = worst_f32.max((f64::from(*f) - naive[j]).abs());
+        }
+        let bias = tf32.values[row].iter().map(|&v| f64::from(v)).sum::<f64>() / k as f64;
+        worst_bias = worst_bias.max((bias - naive[..k].iter().sum::<f64>() / k as f64).abs());
+    }
+    println!("{nq} x {n} x d={d}, k={k}: max |top-k value - f64| tf32 {worst_tf32:.2e}, f32 {worst_f32:.2e}; max |bias - f64| tf32 {worst_bias:.2e}");
+    assert!(worst_tf32 < 2f64.powi(-9), "TF32 error {worst_tf32} above 2^-9");
+    assert!(worst_f32 <= 1e-5, "f32 mode error {worst_f32} after TF32 was switched off");
+}
