@@ -47,6 +47,7 @@ fn gpu() -> Result<Box<dyn Backend>, String> {
     });
     let g = opened.clone()?;
     g.set_memory_limit(guc::CUDA_MEMORY_MB.get() as usize * (1 << 20));
+    g.set_tf32(guc::CUDA_TF32.get());
     Ok(Box::new(g))
 }
 

@@ -18,6 +18,8 @@ pub static MAX_MEMORY_MB: GucSetting<i32> = GucSetting::<i32>::new(1024);
 pub static CACHE_MB: GucSetting<i32> = GucSetting::<i32>::new(1024);
 /// Device memory (MiB) one call may use on the GPU; 0 = 90 % of what is free.
 pub static CUDA_MEMORY_MB: GucSetting<i32> = GucSetting::<i32>::new(0);
+/// Whether GPU products may round their inputs to TF32 (faster, no longer exact f32).
+pub static CUDA_TF32: GucSetting<bool> = GucSetting::<bool>::new(false);
 /// Faiss factory string of the index the `faiss` backend builds over the reference set.
 pub static FAISS_BACKEND_INDEX: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"Flat"));
 /// Whether nnn_search uses an index's Faiss structure (nnn.set_ann) when it has one.
@@ -32,7 +34,7 @@ pub static RERANK_FACTOR: GucSetting<f64> = GucSetting::<f64>::new(2.0);
 /// Values of `nnn.backend`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, PostgresGucEnum)]
 pub enum BackendChoice {
-    /// The best backend this build has: the CPU.
+    /// A usable GPU for work of at least `backends::AUTO_GPU_FLOP`, else the CPU.
     Auto,
     /// CPU threads (rayon and SIMD GEMM).
     Cpu,
@@ -110,6 +112,14 @@ pub fn init() {
         i32::MAX,
         GucContext::Userset,
         GucFlags::UNIT_MB,
+    );
+    GucRegistry::define_bool_guc(
+        c"nnn.cuda_tf32",
+        c"Let GPU products round their inputs to TF32 on tensor cores (faster, not exact f32).",
+        c"Scores of unit vectors move by less than 2^-9; off gives the CPU's results exactly.",
+        &CUDA_TF32,
+        GucContext::Userset,
+        GucFlags::default(),
     );
     GucRegistry::define_string_guc(
         c"nnn.faiss_backend_index",

@@ -36,3 +36,10 @@ def test_cuda_is_a_clear_error_without_a_gpu_and_equals_the_cpu_with_one(tables)
         assert tables.execute("SELECT 1").fetchone()[0] == 1  # the session goes on
     else:
         assert bias_with(tables, "cuda", "gpu_bias") < 1e-5
+
+
+def test_tf32_is_an_opt_in_and_small_work_stays_exact(tables):
+    assert tables.execute("SHOW nnn.cuda_tf32").fetchone()[0] == "off"
+    tables.execute("SET nnn.cuda_tf32 = on")
+    # 300 x 500 x 16 is far below auto's GPU threshold: the CPU runs it, exactly, GPU or not.
+    assert bias_with(tables, "auto", "tf32_bias") < 1e-5
