@@ -17,7 +17,9 @@ use crate::run::run_polled;
 use crate::topk::TopK;
 use cudarc::cublas::sys::{cublasMath_t, cublasOperation_t};
 use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
+use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -27,6 +29,9 @@ pub const MAX_K: usize = 1024;
 const TILE_COLS: usize = 4096;
 /// Threads per block of the merge kernel (one block per row).
 const THREADS: u32 = 256;
+/// Tiles the host may queue ahead of the device: enough to keep it busy, few enough that a
+/// cancel is seen within a few tiles' time and progress follows the device.
+const AHEAD: usize = 3;
 
 /// One block per row: the running top-k and each chunk of 1024 new scores that beat its
 /// k-th best are sorted together in shared memory (bitonic, best first: larger value, then
@@ -226,7 +231,7 @@ impl CudaBackend {
     }
 
     /// Whether later calls let cuBLAS round the inputs of its products to TF32 (10-bit
-    /// mantissa) on tensor cores: much faster, no longer exact f32. Off by default.
+    /// mantissa) on tensor cores: faster, no longer exact f32. Off by default.
     pub fn set_tf32(&self, on: bool) {
         self.tf32.store(on, Ordering::Relaxed);
     }
@@ -286,7 +291,7 @@ impl CudaBackend {
     /// One pass over all products: `a` in blocks of rows and `b` in tiles, both copied on the
     /// copy stream (the next tile while the current one is multiplied), each block times each
     /// tile by cuBLAS, each score tile merged into the rows' top `k` (k = 0: no merging, an
-    /// empty result).
+    /// empty result). The host stays at most [`AHEAD`] tiles ahead of the device.
     fn pass(
         &self,
         a: &Matrix,
@@ -305,6 +310,8 @@ impl CudaBackend {
         run_polled(1, total, control, |progress| {
             let copy = |e| gpu_error("copy", e);
             let alloc = |e| gpu_error("alloc", e);
+            let event = |e| gpu_error("event", e);
+            let mut queued = VecDeque::with_capacity(AHEAD + 1);
             let math = match self.tf32.load(Ordering::Relaxed) {
                 true => cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH,
                 false => cublasMath_t::CUBLAS_DEFAULT_MATH,
@@ -353,11 +360,16 @@ impl CudaBackend {
                         // SAFETY: the arguments match the kernel's signature and buffer sizes.
                         unsafe { launch.launch(cfg) }.map_err(|e| gpu_error("merge kernel", e))?;
                     }
+                    queued.push_back(s.record_event(Some(CUevent_flags::CU_EVENT_BLOCKING_SYNC)).map_err(event)?);
                     if t + 1 < tiles && on_device[t + 1].is_none() {
                         on_device[t + 1] = Some(tile(t + 1)?);
                     }
                     if !plan.keep_b {
                         on_device[t] = None;
+                    }
+                    if queued.len() > AHEAD {
+                        queued[0].synchronize().map_err(event)?;
+                        queued.pop_front();
                     }
                     progress.add(1);
                 }
