@@ -1,6 +1,7 @@
 //! Which engine backend runs a call: `nnn.backend`, the features this library was built with,
-//! and whether a GPU is usable here. The CUDA backend is opened once per server process and
-//! kept; `auto` sends only work of at least [`AUTO_GPU_FLOP`] to it.
+//! and whether a GPU is usable here. The CUDA backend is opened once per server process (at
+//! the first call that would use it) and kept; `auto` sends only work of at least
+//! [`AUTO_GPU_FLOP`] to it.
 
 use crate::guc;
 use crate::postgres::errors::{fail, or_raise};
@@ -17,10 +18,8 @@ pub fn backend(flop: f64) -> Box<dyn Backend> {
     let cpu = || -> Box<dyn Backend> { Box::new(or_raise(CpuBackend::new(threads), "nnn.threads")) };
     match guc::BACKEND.get() {
         guc::BackendChoice::Cpu => cpu(),
-        guc::BackendChoice::Auto => match gpu() {
-            Ok(g) if flop >= AUTO_GPU_FLOP => g,
-            _ => cpu(),
-        },
+        guc::BackendChoice::Auto if flop >= AUTO_GPU_FLOP => gpu().unwrap_or_else(|_| cpu()),
+        guc::BackendChoice::Auto => cpu(),
         guc::BackendChoice::Cuda => gpu().unwrap_or_else(|why| {
             fail(
                 ERRCODE_FEATURE_NOT_SUPPORTED,
@@ -35,15 +34,19 @@ pub fn backend(flop: f64) -> Box<dyn Backend> {
 #[cfg(feature = "cuda")]
 fn gpu() -> Result<Box<dyn Backend>, String> {
     use nnn_engine::backend::cuda::CudaBackend;
+    use nnn_engine::EngineError;
     use std::sync::{Arc, OnceLock};
     static OPENED: OnceLock<Result<Arc<CudaBackend>, String>> = OnceLock::new();
     let opened = OPENED.get_or_init(|| {
-        let r = CudaBackend::new(0).map(Arc::new).map_err(|e| e.to_string());
+        let r = CudaBackend::new(0).map(Arc::new);
         match &r {
             Ok(g) => pgrx::debug1!("nnn: CUDA device {} is usable", g.device_name()),
-            Err(why) => pgrx::debug1!("nnn: no GPU, the CPU backend runs everything: {why}"),
+            Err(why @ EngineError::Unavailable { .. }) => {
+                pgrx::debug1!("nnn: no GPU, the CPU backend runs everything: {why}")
+            }
+            Err(why) => pgrx::warning!("nnn: the GPU cannot be used, the CPU backend runs everything: {why}"),
         }
-        r
+        r.map_err(|e| e.to_string())
     });
     let g = opened.clone()?;
     g.set_memory_limit(guc::CUDA_MEMORY_MB.get() as usize * (1 << 20));

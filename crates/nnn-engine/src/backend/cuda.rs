@@ -262,7 +262,7 @@ impl CudaBackend {
     /// Compares the device with the CPU backend on a small problem whose products are exact
     /// in any order (quarter steps in −2..2, d = 8), with offsets, three tiles, both plans and
     /// several blocks, tie order included: a device, driver or library that computes wrongly
-    /// makes the backend unavailable instead of silently wrong.
+    /// is an error when opening the backend instead of silently wrong results.
     fn self_check(&self) -> Result<()> {
         let (n, m, d, k) = (40, 2 * TILE_COLS + 37, 8, 16);
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
@@ -279,9 +279,9 @@ impl CudaBackend {
         let want = CpuBackend::new(1)?.topk_products(&a, &b, Some(&off), k, &mut Unwatched)?;
         for plan in [Plan { block: n, keep_b: true }, Plan { block: 16, keep_b: false }] {
             if self.pass(&a, &b, Some(&off), k, plan, &mut Unwatched)? != want {
-                return Err(EngineError::Unavailable {
-                    what: "CUDA",
-                    why: format!("self-check failed: {} gave another top-k than the CPU ({plan:?})", self.name),
+                return Err(EngineError::Device {
+                    what: "self-check",
+                    message: format!("{} gave another top-k than the CPU ({plan:?})", self.name),
                 });
             }
         }
