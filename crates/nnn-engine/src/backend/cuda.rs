@@ -147,7 +147,8 @@ struct Plan {
 
 /// The plan for `n × m` products in dimension `d` keeping `k` per row within `budget` bytes:
 /// `b` stays on the device when that leaves room for min(n, 1024) rows per block, else its
-/// tiles are streamed; an error when not even one row fits.
+/// tiles are streamed; an error when not even one row fits. Blocks hold at least one row,
+/// even when `n` is 0.
 fn plan(n: usize, m: usize, d: usize, k: usize, budget: usize) -> Result<Plan> {
     let cols = TILE_COLS.min(m);
     let per_row = d * 4 + cols * 4 + k * 8;
@@ -156,7 +157,7 @@ fn plan(n: usize, m: usize, d: usize, k: usize, budget: usize) -> Result<Plan> {
     for (fixed, keep_b) in [(offsets + m * d * 4, true), (streamed, false)] {
         let rows_fit = budget.saturating_sub(fixed) / per_row;
         if rows_fit >= n.min(1024) || (!keep_b && rows_fit >= 1) {
-            return Ok(Plan { block: rows_fit.min(n), keep_b });
+            return Ok(Plan { block: rows_fit.min(n).max(1), keep_b });
         }
     }
     Err(EngineError::Device {
@@ -447,6 +448,7 @@ mod tests {
         assert_eq!(plan(n, m, d, k, streamed + per_row).unwrap(), Plan { block: 1, keep_b: false });
         let err = plan(n, m, d, k, streamed + per_row - 1).unwrap_err();
         assert!(matches!(err, EngineError::Device { what: "memory", .. }), "{err:?}");
+        assert_eq!(plan(0, m, d, k, 1 << 30).unwrap(), Plan { block: 1, keep_b: true });
         // Fewer rows than 1024: all of them in one block with b resident.
         assert_eq!(plan(10, m, d, k, resident + 10 * per_row).unwrap(), Plan { block: 10, keep_b: true });
         // One tile narrower than TILE_COLS when b is small.
