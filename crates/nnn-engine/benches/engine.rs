@@ -115,4 +115,25 @@ fn main() {
         search(&backend, &big, 0.75, &one, 10, &mut Unwatched).unwrap();
     });
     report(&format!("search.single_query_{}", m), single_big, 2.0 * (m * d) as f64);
+    // the same candidates with their 16-bit copy, as nnn_search's cache keeps them: one query
+    // and a batch of 24 (below the 128 rows from which a call rounds the candidates itself)
+    let mut cached = big.clone();
+    cached.round(threads, &mut Unwatched).unwrap();
+    let single_cached = best_of(20, || {
+        search(&backend, &cached, 0.75, &one, 10, &mut Unwatched).unwrap();
+    });
+    report(&format!("search.single_query_{}_cached", m), single_cached, 2.0 * (m * d) as f64);
+    println!("RATIO search.single_query_cached_vs_plain {:.2}", single_big / single_cached);
+    let few = Matrix::from_slice(&queries[..24 * d], d, "q").unwrap();
+    let (batch24, batch24_cached) = (
+        best_of(5, || {
+            search(&backend, &big, 0.75, &few, 10, &mut Unwatched).unwrap();
+        }),
+        best_of(5, || {
+            search(&backend, &cached, 0.75, &few, 10, &mut Unwatched).unwrap();
+        }),
+    );
+    report(&format!("search.batch24_{}", m), batch24, 2.0 * (24 * m * d) as f64);
+    report(&format!("search.batch24_{}_cached", m), batch24_cached, 2.0 * (24 * m * d) as f64);
+    println!("RATIO search.batch24_cached_vs_plain {:.2}", batch24 / batch24_cached);
 }

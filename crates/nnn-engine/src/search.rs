@@ -1,16 +1,20 @@
 //! Search: top-k candidates of `q·r − α·bias(r)` for one query or a batch (one fused GEMM).
 
-use crate::backend::Backend;
+use crate::backend::{Backend, RoundedRows};
 use crate::control::Control;
 use crate::error::{EngineError, Result};
 use crate::matrix::Matrix;
+use crate::run::run_polled;
 use crate::topk::TopK;
+use std::sync::Arc;
 
-/// Candidate vectors with their biases, checked once so that searches need not re-check.
+/// Candidate vectors with their biases, checked once so that searches need not re-check;
+/// optionally with a 16-bit copy of the vectors for repeated searches ([`Candidates::round`]).
 #[derive(Debug, Clone)]
 pub struct Candidates<'a> {
     vectors: Matrix<'a>,
     bias: Option<Vec<f32>>,
+    rounded: Option<Arc<RoundedRows>>,
 }
 
 impl<'a> Candidates<'a> {
@@ -30,7 +34,23 @@ impl<'a> Candidates<'a> {
                 return Err(EngineError::NonFinite { what: "bias", row });
             }
         }
-        Ok(Self { vectors, bias })
+        Ok(Self { vectors, bias, rounded: None })
+    }
+
+    /// Keeps the vectors rounded to 16 bits beside them (see [`RoundedRows`]; on `threads`
+    /// workers), so that later searches of these candidates on the CPU read half the bytes;
+    /// answers do not change. For candidates searched many times (a cache): a single search
+    /// is faster without it.
+    pub fn round(&mut self, threads: usize, control: &mut dyn Control) -> Result<()> {
+        let vectors = &self.vectors;
+        let rounded = run_polled(threads, 1, control, |_| Ok(RoundedRows::new(vectors)))?;
+        self.rounded = Some(Arc::new(rounded));
+        Ok(())
+    }
+
+    /// Bytes held by the 16-bit copy (0 without one, or where the CPU cannot use one).
+    pub fn rounded_bytes(&self) -> usize {
+        self.rounded.as_ref().map_or(0, |r| r.bytes())
     }
 
     /// The candidate vectors.
@@ -76,5 +96,8 @@ pub fn search(
         (Some(b), a) if a != 0.0 => Some(b.iter().map(|&x| a * x).collect()),
         _ => None,
     };
-    backend.topk_products(queries, &candidates.vectors, offset.as_deref(), k, control)
+    match &candidates.rounded {
+        Some(b16) => backend.topk_products_rounded(queries, &candidates.vectors, b16, offset.as_deref(), k, control),
+        None => backend.topk_products(queries, &candidates.vectors, offset.as_deref(), k, control),
+    }
 }

@@ -3,10 +3,10 @@
 //! shortlist ([`super::quantize`], [`super::rescore`]); otherwise cache-sized GEMM tiles (the
 //! `gemm` crate) are fused with per-row top-k selection.
 
-use super::kernel::{self, micro_kernel, MR, NR};
+use super::kernel::{self, KERNELS, MR, NR};
 use super::quantize::{self, Quantized};
 use super::rescore::{exact_score, rescore};
-use super::Backend;
+use super::{Backend, RoundedRows};
 use crate::control::Control;
 use crate::error::{EngineError, Result};
 use crate::matrix::Matrix;
@@ -214,7 +214,17 @@ fn scan_task_packed(
                 let ap = qa.panel(first_panel + panel);
                 // SAFETY: the caller checked `kernel::available()`; the panels hold MR and NR rows.
                 let mut hits = unsafe {
-                    micro_kernel(qb.pairs, ap, bp, a_inv, b_inv, o, &floor, &mut out, ahead.next().unwrap_or_default())
+                    KERNELS[rows_here - 1](
+                        qb.pairs,
+                        ap,
+                        bp,
+                        a_inv,
+                        b_inv,
+                        o,
+                        &floor,
+                        &mut out,
+                        ahead.next().unwrap_or_default(),
+                    )
                 };
                 // Bits in increasing column order per row; each push may raise the floor.
                 while hits != 0 {
@@ -243,10 +253,12 @@ impl CpuBackend {
 
     /// The micro-kernel path: 16-bit shortlists, then exact f32 scores for the shortlisted.
     /// `None` when a row cannot be rounded to 16 bits (the caller then takes the f32 path).
+    /// `b16`: `b` already rounded (see [`Backend::topk_products_rounded`]), else it is rounded here.
     fn run_packed(
         &self,
         a: &Matrix,
         b: &Matrix,
+        b16: Option<&Quantized>,
         offset: Option<&[f32]>,
         k: usize,
         control: &mut dyn Control,
@@ -257,17 +269,25 @@ impl CpuBackend {
         let off = padded_offsets(offset, cols);
         let off_max = offset.map_or(0.0, |o| o.iter().fold(0f64, |m, &v| m.max(f64::from(v).abs())));
         run_polled(self.threads, (rows * cols) as u64, control, |progress| {
-            let (Some(qa), Some(qb)) = (Quantized::new(a.as_slice(), d, MR), Quantized::new(b.as_slice(), d, NR))
-            else {
-                return Ok(None);
+            let rounded_here;
+            let qb = match b16 {
+                Some(q) => q,
+                None => match Quantized::new(b.as_slice(), d, NR) {
+                    Some(q) => {
+                        rounded_here = q;
+                        &rounded_here
+                    }
+                    None => return Ok(None),
+                },
             };
+            let Some(qa) = Quantized::new(a.as_slice(), d, MR) else { return Ok(None) };
             let b_extremes = qb.extremes();
             let margins: Vec<f64> = qa.scales.iter().map(|s| quantize::margin(s, &b_extremes, d, off_max)).collect();
             let parts = tasks
                 .par_iter()
-                .map(|(r, c)| scan_task_packed((a, b), (&qa, &qb), &margins, &off, k, r.clone(), c.clone(), progress))
+                .map(|(r, c)| scan_task_packed((a, b), (&qa, qb), &margins, &off, k, r.clone(), c.clone(), progress))
                 .collect::<Result<Vec<_>>>()?;
-            drop((qa, qb));
+            drop(qa);
             // Each row's shortlists from its column parts, in column order, flat.
             let mut short = Shortlists { starts: vec![0], cols: Vec::new() };
             for block in parts.chunks(plan.parts_per_block(cols)) {
@@ -329,12 +349,43 @@ impl Backend for CpuBackend {
         k: usize,
         control: &mut dyn Control,
     ) -> Result<TopK> {
-        let (rows, cols) = (a.rows(), b.rows());
-        if Self::packs(rows) {
-            if let Some(result) = self.run_packed(a, b, offset, k, control) {
+        if Self::packs(a.rows()) {
+            if let Some(result) = self.run_packed(a, b, None, offset, k, control) {
                 return result;
             }
         }
+        self.run_f32(a, b, offset, k, control)
+    }
+
+    fn topk_products_rounded(
+        &self,
+        a: &Matrix,
+        b: &Matrix,
+        b16: &RoundedRows,
+        offset: Option<&[f32]>,
+        k: usize,
+        control: &mut dyn Control,
+    ) -> Result<TopK> {
+        if let Some(q) = b16.panels(b) {
+            if let Some(result) = self.run_packed(a, b, Some(q), offset, k, control) {
+                return result;
+            }
+        }
+        self.run_f32(a, b, offset, k, control)
+    }
+}
+
+impl CpuBackend {
+    /// The `gemm`-tile path: exact f32 products fused with per-row selection.
+    fn run_f32(
+        &self,
+        a: &Matrix,
+        b: &Matrix,
+        offset: Option<&[f32]>,
+        k: usize,
+        control: &mut dyn Control,
+    ) -> Result<TopK> {
+        let (rows, cols) = (a.rows(), b.rows());
         let plan = Plan::new(rows, cols, ROW_BLOCK, ROW_BLOCK, COL_BLOCK);
         let tasks = plan.tasks(rows, cols);
         let off = padded_offsets(offset, cols);
@@ -402,11 +453,20 @@ mod tests {
             Quantized::new(a, d, MR).is_some() && Quantized::new(b, d, NR).is_some(),
             "{what}: takes the 16-bit path"
         );
-        let got = backend.run_packed(&am, &bm, off, k, &mut crate::Unwatched).expect("16-bit path").unwrap();
         let zeros = vec![0.0; bm.rows()];
         let (vals, idx) = brute_force(a, b, d, off.unwrap_or(&zeros), k);
-        assert_eq!(got.indices, idx, "{what}: indices");
-        assert!(got.values.iter().zip(&vals).all(|(g, v)| g.to_bits() == v.to_bits()), "{what}: values bit for bit");
+        let rounded_here = backend.run_packed(&am, &bm, None, off, k, &mut crate::Unwatched).expect("16-bit path");
+        let rounded = RoundedRows::new(&bm);
+        let q = rounded.panels(&bm).expect("rounded");
+        let held = q.panels.len() * 2 + q.scales.len() * std::mem::size_of::<quantize::RowScale>() + q.inv.len() * 4;
+        assert_eq!(rounded.bytes(), held, "{what}: bytes counted");
+        let rounded_before = backend.topk_products_rounded(&am, &bm, &rounded, off, k, &mut crate::Unwatched);
+        for (how, got) in [("b rounded per call", rounded_here), ("b rounded before", rounded_before)] {
+            let got = got.unwrap();
+            assert_eq!(got.indices, idx, "{what}, {how}: indices");
+            let same = got.values.iter().zip(&vals).all(|(g, v)| g.to_bits() == v.to_bits());
+            assert!(same, "{what}, {how}: values bit for bit");
+        }
     }
 
     #[test]
@@ -415,7 +475,11 @@ mod tests {
             return;
         }
         // (more rows than columns: the exact pass goes row by row; fewer: column by column)
+        // (1, 2 and 5 rows: panels with fewer live rows than MR, as single queries give)
         let shapes = [
+            (384, 1, 3000, 10),
+            (64, 5, 2000, 20),
+            (7, 2, 100, 10),
             (1, 30, 40, 3),
             (2, 24, 17, 17),
             (7, 25, 100, 10),
@@ -463,8 +527,15 @@ mod tests {
         let a = values(30 * d, 32);
         let (am, bm) = (Matrix::from_slice(&a, d, "a").unwrap(), Matrix::from_slice(&b, d, "b").unwrap());
         let backend = CpuBackend::new(1).unwrap();
-        assert!(backend.run_packed(&am, &bm, None, 5, &mut crate::Unwatched).is_none(), "norm 1e-12 is out of range");
+        assert!(
+            backend.run_packed(&am, &bm, None, None, 5, &mut crate::Unwatched).is_none(),
+            "norm 1e-12 is out of range"
+        );
+        let rounded = RoundedRows::new(&bm);
+        assert_eq!(rounded.bytes(), 0, "nothing kept when a row cannot be rounded");
         let got = backend.topk_products(&am, &bm, None, 5, &mut crate::Unwatched).unwrap();
+        let via_rounded = backend.topk_products_rounded(&am, &bm, &rounded, None, 5, &mut crate::Unwatched).unwrap();
+        assert_eq!(via_rounded, got, "the f32 path either way");
         let (vals, idx) = brute_force(&a, &b, d, &[0.0; 40], 5);
         assert_eq!(got.indices, idx);
         assert!(got.values.iter().zip(&vals).all(|(g, v)| (g - v).abs() <= 1e-6), "f32 path agrees");

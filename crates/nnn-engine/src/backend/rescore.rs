@@ -60,26 +60,28 @@ fn by_columns(a: &Matrix, b: &Matrix, off: &[f32], short: &Shortlists, progress:
         }
     }
     drop(fill);
-    // Pieces of whole columns in parallel.
+    // Only the columns some row shortlisted are read (a few searches shortlist few of them),
+    // in pieces of whole columns in parallel.
+    let used: Vec<usize> = (0..b.rows()).filter(|&j| col_starts[j + 1] > col_starts[j]).collect();
     let mut by_col_values = vec![0f32; cols.len()];
     let mut pieces = Vec::new();
     let mut rest = by_col_values.as_mut_slice();
-    let mut j0 = 0;
-    while j0 < b.rows() {
-        let mut j1 = j0 + 1;
-        while j1 < b.rows() && col_starts[j1] - col_starts[j0] < PIECE {
-            j1 += 1;
+    let mut u0 = 0;
+    while u0 < used.len() {
+        let mut u1 = u0 + 1;
+        while u1 < used.len() && col_starts[used[u1]] - col_starts[used[u0]] < PIECE {
+            u1 += 1;
         }
-        let (piece, tail) = rest.split_at_mut(col_starts[j1] - col_starts[j0]);
-        pieces.push((j0..j1, piece));
-        (rest, j0) = (tail, j1);
+        let (piece, tail) = rest.split_at_mut(col_starts[used[u1 - 1] + 1] - col_starts[used[u0]]);
+        pieces.push((&used[u0..u1], piece));
+        (rest, u0) = (tail, u1);
     }
     pieces.into_par_iter().try_for_each(|(columns, values)| {
         if progress.cancelled() {
             return Err(EngineError::Cancelled);
         }
-        let first = col_starts[columns.start];
-        for j in columns {
+        let first = col_starts[columns[0]];
+        for (i, &j) in columns.iter().enumerate() {
             let (s, e) = (col_starts[j], col_starts[j + 1]);
             for (n, &row) in by_col[s..e].iter().enumerate() {
                 if let Some(&ahead) = by_col.get(s + n + PREFETCH_AHEAD) {
@@ -87,8 +89,8 @@ fn by_columns(a: &Matrix, b: &Matrix, off: &[f32], short: &Shortlists, progress:
                 }
                 values[s + n - first] = exact_score(a.rows_slice(row as usize, row as usize + 1), b, j, off);
             }
-            if j + 2 < b.rows() {
-                kernel::prefetch(b.rows_slice(j + 2, j + 3));
+            if let Some(&next) = columns.get(i + 2) {
+                kernel::prefetch(b.rows_slice(next, next + 1));
             }
         }
         Ok(())
