@@ -47,7 +47,10 @@ fn run(def: &IndexDef, queries: &[f32], dim: usize, k: i32) -> Vec<Hits> {
     }
     let rows = read_vectors::<i64>(&select_rows(def, ""), &[], &what, None);
     let dim_rows = if rows.keys.is_empty() { dim } else { rows.dim };
-    let cands = candidates(rows.data, rows.extra, dim_rows, &what);
+    let mut cands = candidates(rows.data, rows.extra, dim_rows, &what);
+    if now.storable {
+        cache::prepare(&mut cands, &what);
+    }
     let hits = best(&cands, &rows.keys, queries, dim, k, None, &what);
     if now.storable {
         let (key, snapshot) = (now.key.clone(), now.snapshot.clone());

@@ -6,8 +6,10 @@
 //! snapshot, a TRUNCATE, a pruned log, row-level security, too many changes) the caller
 //! reads the whole table instead.
 
-use super::errors::select_first;
+use super::errors::{or_raise, select_first};
+use super::interrupts::BackendControl;
 use crate::guc;
+use nnn_engine::backend::RoundedRows;
 use nnn_engine::Candidates;
 use pgrx::datum::DatumWithOid;
 use std::cell::RefCell;
@@ -48,11 +50,29 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// An entry holding every candidate row.
+    /// An entry holding every candidate row (see [`prepare`]).
     pub fn rows(key: String, snapshot: String, ids: Vec<i64>, cands: Candidates<'static>) -> Self {
         let rows = ids.len();
-        let bytes = rows * 12 + cands.vectors().as_slice().len() * 4;
+        let bytes = plain_bytes(&cands) + cands.rounded_bytes();
         Self { key, snapshot, rows, bytes, content: Content::Rows { ids, cands } }
+    }
+}
+
+/// Bytes of an entry's ids, vectors and biases.
+fn plain_bytes(cands: &Candidates) -> usize {
+    cands.vectors().rows() * 12 + cands.vectors().as_slice().len() * 4
+}
+
+/// Gives candidates about to be cached their 16-bit copy for the CPU kernel when both fit
+/// `nnn.cache_mb` and `nnn.max_memory_mb`, so that searches of the entry read half the bytes.
+/// Called before the search that fills the cache, so that it ranks exactly as later searches
+/// of the entry do.
+pub fn prepare(cands: &mut Candidates, what: &str) {
+    let (rows, dim) = (cands.vectors().rows(), cands.vectors().dim());
+    let limit = cap().min(guc::MAX_MEMORY_MB.get() as usize * 1024 * 1024);
+    if plain_bytes(cands) + RoundedRows::bytes_for(rows, dim) <= limit {
+        let mut control = BackendControl::new(format!("caching {what}"));
+        or_raise(cands.round(guc::threads(), &mut control), what);
     }
 }
 
@@ -123,9 +143,14 @@ pub fn with_entry<T>(index: &str, kind: &'static str, key: &str, f: impl FnOnce(
     })
 }
 
+/// `nnn.cache_mb` in bytes.
+fn cap() -> usize {
+    guc::CACHE_MB.get() as usize * 1024 * 1024
+}
+
 /// Keeps `entry` for `index` if it fits `nnn.cache_mb`, evicting other entries first.
 pub fn store(index: &str, entry: Entry) {
-    let cap = guc::CACHE_MB.get() as usize * 1024 * 1024;
+    let cap = cap();
     if entry.bytes > cap {
         return;
     }

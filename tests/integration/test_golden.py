@@ -60,3 +60,26 @@ def test_bias_and_search_match_golden(connect):
     ).fetchall()
     fast = conn.execute("SELECT id FROM nnn_search('wn', %s::real[], 10)", (queries[3].tolist(),)).fetchall()
     assert orm == fast
+
+
+def test_the_cache_keeps_a_16_bit_copy_and_answers_as_the_call_that_filled_it(connect):
+    conn = connect()
+    load_wordnet_small(conn, "wc_cand", "wc_ref")
+    conn.execute("SELECT nnn.create_index('wc', 'wc_cand', 'id', 'emb', 'wc_ref', 'emb')")
+    queries = read_f16("queries.f16")
+    sql = "SELECT id, score FROM nnn_search('wc', %s::real[], 10)"
+    first = conn.execute(sql, (queries[5].tolist(),)).fetchall()  # reads the table, fills the cache
+    rows, held = conn.execute("SELECT rows, bytes FROM nnn.cache_info() WHERE index_name = 'wc'").fetchone()
+    dim = len(queries[5])
+    plain = rows * (12 + 4 * dim)
+    with open("/proc/cpuinfo") as f:
+        avx2 = " avx2 " in f.read()
+    assert rows == 500 and (held >= plain + rows * 2 * dim if avx2 else held == plain), (rows, held, plain)
+    assert conn.execute(sql, (queries[5].tolist(),)).fetchall() == first  # from the cache, bit for bit
+    for q in (17, 300, 471):
+        cached = conn.execute(sql, (queries[q].tolist(),)).fetchall()
+        conn.execute("SET nnn.cache_mb = 0")
+        fresh = conn.execute(sql, (queries[q].tolist(),)).fetchall()
+        conn.execute("RESET nnn.cache_mb")
+        assert [i for i, _ in cached] == [i for i, _ in fresh]
+        assert max(abs(a - b) for (_, a), (_, b) in zip(cached, fresh)) <= 1e-5
