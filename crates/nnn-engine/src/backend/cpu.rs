@@ -269,25 +269,30 @@ impl CpuBackend {
         let off = padded_offsets(offset, cols);
         let off_max = offset.map_or(0.0, |o| o.iter().fold(0f64, |m, &v| m.max(f64::from(v).abs())));
         run_polled(self.threads, (rows * cols) as u64, control, |progress| {
-            let rounded_here;
-            let qb = match b16 {
-                Some(q) => q,
-                None => match Quantized::new(b.as_slice(), d, NR) {
-                    Some(q) => {
-                        rounded_here = q;
-                        &rounded_here
-                    }
-                    None => return Ok(None),
-                },
+            // The filter; the 16-bit copies made here are freed before the exact pass.
+            let parts = {
+                let rounded_here;
+                let qb = match b16 {
+                    Some(q) => q,
+                    None => match Quantized::new(b.as_slice(), d, NR) {
+                        Some(q) => {
+                            rounded_here = q;
+                            &rounded_here
+                        }
+                        None => return Ok(None),
+                    },
+                };
+                let Some(qa) = Quantized::new(a.as_slice(), d, MR) else { return Ok(None) };
+                let b_extremes = qb.extremes();
+                let margins: Vec<f64> =
+                    qa.scales.iter().map(|s| quantize::margin(s, &b_extremes, d, off_max)).collect();
+                tasks
+                    .par_iter()
+                    .map(|(r, c)| {
+                        scan_task_packed((a, b), (&qa, qb), &margins, &off, k, r.clone(), c.clone(), progress)
+                    })
+                    .collect::<Result<Vec<_>>>()?
             };
-            let Some(qa) = Quantized::new(a.as_slice(), d, MR) else { return Ok(None) };
-            let b_extremes = qb.extremes();
-            let margins: Vec<f64> = qa.scales.iter().map(|s| quantize::margin(s, &b_extremes, d, off_max)).collect();
-            let parts = tasks
-                .par_iter()
-                .map(|(r, c)| scan_task_packed((a, b), (&qa, qb), &margins, &off, k, r.clone(), c.clone(), progress))
-                .collect::<Result<Vec<_>>>()?;
-            drop(qa);
             // Each row's shortlists from its column parts, in column order, flat.
             let mut short = Shortlists { starts: vec![0], cols: Vec::new() };
             for block in parts.chunks(plan.parts_per_block(cols)) {
