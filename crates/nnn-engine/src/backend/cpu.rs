@@ -283,9 +283,8 @@ impl CpuBackend {
                     },
                 };
                 let Some(qa) = Quantized::new(a.as_slice(), d, MR) else { return Ok(None) };
-                let b_extremes = qb.extremes();
                 let margins: Vec<f64> =
-                    qa.scales.iter().map(|s| quantize::margin(s, &b_extremes, d, off_max)).collect();
+                    qa.scales.iter().map(|s| quantize::margin(s, &qb.extremes, d, off_max)).collect();
                 tasks
                     .par_iter()
                     .map(|(r, c)| {

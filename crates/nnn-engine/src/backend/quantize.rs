@@ -54,6 +54,8 @@ pub struct Quantized {
     pub pairs: usize,
     /// Rows per panel.
     pub width: usize,
+    /// The largest norms and rounding error over all rows (found once, when rounding).
+    pub extremes: Extremes,
 }
 
 impl Quantized {
@@ -76,22 +78,18 @@ impl Quantized {
                 },
             );
         let inv = scales.iter().map(|s| s.inv).collect();
-        ok.then_some(Self { panels, scales, inv, pairs, width })
+        let extremes = scales.iter().fold(Extremes::default(), |e, s| Extremes {
+            norm: e.norm.max(s.norm),
+            rounded_norm: e.rounded_norm.max(s.rounded_norm),
+            error: e.error.max(s.error),
+        });
+        ok.then_some(Self { panels, scales, inv, pairs, width, extremes })
     }
 
     /// Panel `i`.
     pub fn panel(&self, i: usize) -> &[i16] {
         let len = self.pairs * 2 * self.width;
         &self.panels[i * len..(i + 1) * len]
-    }
-
-    /// The largest norms and rounding error over all rows.
-    pub fn extremes(&self) -> Extremes {
-        self.scales.iter().fold(Extremes::default(), |e, s| Extremes {
-            norm: e.norm.max(s.norm),
-            rounded_norm: e.rounded_norm.max(s.rounded_norm),
-            error: e.error.max(s.error),
-        })
     }
 }
 
