@@ -23,6 +23,7 @@ endif
 
 setup:
 	bash scripts/setup.sh
+	bash scripts/pgvector.sh
 	bash scripts/venv.sh
 
 ## every test level; fails if any fails

@@ -5,8 +5,8 @@
 # on machines without a GPU.
 set -euo pipefail
 venv=${NNN_VENV:?NNN_VENV must name the venv directory}
-want="numpy psycopg[binary] sqlalchemy pytest faiss-cpu nvidia-cuda-nvrtc-cu12"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import numpy, psycopg, sqlalchemy, pytest, faiss, nvidia.cuda_nvrtc' 2>/dev/null; then
+want="numpy psycopg[binary] sqlalchemy pgvector pytest faiss-cpu nvidia-cuda-nvrtc-cu12"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import numpy, psycopg, sqlalchemy, pgvector, pytest, faiss, nvidia.cuda_nvrtc' 2>/dev/null; then
   echo "venv: creating $venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --upgrade pip
