@@ -14,7 +14,10 @@ CREATE TABLE nnn.indexes (
     bias_column         name NOT NULL,
     k                   integer NOT NULL CHECK (k > 0),
     built_at            timestamptz,
-    log_epoch           bigint NOT NULL DEFAULT 0
+    log_epoch           bigint NOT NULL DEFAULT 0,
+    -- the stored generated column [embedding, bias] as pgvector's vector/halfvec, if any
+    -- (nnn.set_augmented)
+    augmented_column    name
 );
 SELECT pg_catalog.pg_extension_config_dump('nnn.indexes', '');
 ALTER TABLE nnn.indexes ENABLE ROW LEVEL SECURITY;

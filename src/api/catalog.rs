@@ -1,6 +1,7 @@
 //! The registry of searchable sets: `nnn.create_index`, `nnn.drop_index`, `nnn.refresh`,
 //! and `nnn.refresh_rows`, which the candidate-table triggers call.
 
+use super::augmented;
 use super::bias::{build, BuildReport, Scope};
 use crate::guc;
 use crate::postgres::cache::Situation;
@@ -34,6 +35,8 @@ pub struct IndexDef {
     pub now: Situation,
     /// The index's Faiss structure, if it has one (`nnn.set_ann`).
     pub ann: Option<AnnDef>,
+    /// Quoted name of its augmented pgvector column, if it has one (`nnn.set_augmented`).
+    pub augmented: Option<String>,
 }
 
 /// An index's row of `nnn.ann`.
@@ -61,7 +64,7 @@ pub fn lookup(name: Option<&str>) -> IndexDef {
                     pg_catalog.pg_current_xact_id_if_assigned() IS NULL,
                     c.relrowsecurity IS NOT FALSE OR NOT pg_catalog.has_table_privilege(c.oid, 'SELECT'),
                     format('%s|%s|%s|%s', c.oid, c.relfilenode, i.built_at, i.log_epoch),
-                    a.factory, a.snapshot::text, a.build_xid::text, format('%s|%s|%s', c.oid, c.relfilenode, a.xmin)
+                    a.factory, a.snapshot::text, a.build_xid::text, format('%s|%s|%s', c.oid, c.relfilenode, a.xmin), i.augmented_column::text
              FROM nnn.indexes i LEFT JOIN pg_catalog.pg_class c ON c.oid = i.candidates
                   LEFT JOIN nnn.ann a ON a.index_name = i.name
              WHERE $1::text IS NULL OR i.name = $1 ORDER BY i.name LIMIT 2",
@@ -93,6 +96,7 @@ pub fn lookup(name: Option<&str>) -> IndexDef {
                     build_xid: maybe(17),
                     key: text(18),
                 }),
+                augmented: maybe(19).map(quote_identifier),
             });
         }
         out
@@ -166,6 +170,9 @@ mod nnn {
         k: default!(i32, 128),
         bias_column: default!(&str, "'nnn_bias'"),
         ann: default!(Option<&str>, "NULL"),
+        augmented: default!(Option<&str>, "NULL"),
+        augmented_index: default!(Option<&str>, "NULL"),
+        augmented_options: default!(Option<&str>, "NULL"),
     ) -> TableIterator<
         'static,
         (name!(rows, i64), name!(skipped, i64), name!(reference_rows, i64), name!(k, i32), name!(seconds, f64)),
@@ -204,6 +211,7 @@ mod nnn {
             k,
             now: Situation::none(),
             ann: None,
+            augmented: None,
         };
         spi_or_raise(
             Spi::run_with_args(
@@ -222,7 +230,11 @@ mod nnn {
             ),
             "registering the index",
         );
-        let report = rebuild(&def);
+        let mut report = rebuild(&def);
+        if augmented.is_some() || augmented_index.is_some() {
+            let made = augmented::set(&def, augmented, "nnn_augmented", augmented_index, augmented_options);
+            report.seconds += made.seconds;
+        }
         let arg = quote_literal(name);
         let t = &def.candidates.sql;
         for (trigger, event, transition) in triggers(name) {
@@ -250,10 +262,10 @@ mod nnn {
             spi_or_raise(Spi::run(&format!("DROP TRIGGER IF EXISTS {trigger} ON {t}")), "dropping the triggers");
         }
         if drop_bias_column {
-            spi_or_raise(
-                Spi::run(&format!("ALTER TABLE {t} DROP COLUMN IF EXISTS {}", def.bias_column)),
-                "dropping the bias column",
-            );
+            // the augmented column is generated from the bias: it goes first
+            let columns: Vec<_> =
+                def.augmented.iter().chain([&def.bias_column]).map(|c| format!("DROP COLUMN IF EXISTS {c}")).collect();
+            spi_or_raise(Spi::run(&format!("ALTER TABLE {t} {}", columns.join(", "))), "dropping the bias column");
         }
         for sql in ["SELECT nnn.prune_changes($1)", "DELETE FROM nnn.indexes WHERE name = $1"] {
             spi_or_raise(Spi::run_with_args(sql, &[DatumWithOid::from(name)]), "unregistering the index");

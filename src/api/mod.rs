@@ -1,6 +1,7 @@
 //! The user-facing SQL surface, one file per concept.
 
 pub mod ann;
+pub mod augmented;
 pub mod bias;
 pub mod cache;
 pub mod catalog;

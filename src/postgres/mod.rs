@@ -5,6 +5,7 @@
 #[cfg(feature = "faiss")]
 pub mod ann_store;
 pub mod cache;
+pub mod coerce;
 pub mod errors;
 pub mod interrupts;
 pub mod read;
