@@ -26,36 +26,51 @@ fn rank(hits: &mut Hits) {
     hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
 }
 
-/// Runs `queries` (row-major, `dim` each) against index `def`: `k` hits per query.
-fn run(def: &IndexDef, queries: &[f32], dim: usize, k: i32) -> Vec<Hits> {
+/// Runs `queries` (row-major, `dim` each) against index `def`: `k` hits per query, among
+/// every candidate row or, with `among`, only the rows whose id is in it.
+fn run(def: &IndexDef, queries: &[f32], dim: usize, k: i32, among: Option<Vec<i64>>) -> Vec<Hits> {
     if k < 1 {
         fail(ERRCODE_INVALID_PARAMETER_VALUE, format!("k must be at least 1, got {k}"), "Ask for 1 or more results.");
     }
     let k = k as usize;
     let what = format!("nnn index \"{}\"", def.name);
     #[cfg(feature = "faiss")]
-    if let Some(hits) = super::ann::search(def, queries, dim, k, &what) {
-        return hits;
+    if among.is_none() {
+        if let Some(hits) = super::ann::search(def, queries, dim, k, &what) {
+            return hits;
+        }
     }
+    let among = among.map(|mut ids| {
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    });
+    let among = among.as_deref();
     let now = &def.now;
     if now.usable {
-        let hit =
-            cache::with_entry(&def.name, "rows", &now.key, |entry| from_cache(def, entry, queries, dim, k, &what));
+        let hit = cache::with_entry(&def.name, "rows", &now.key, |entry| {
+            from_cache(def, entry, queries, dim, k, among, &what)
+        });
         if let Some(Some(hits)) = hit {
             return hits;
         }
     }
+    if let (Some(ids), false) = (among, now.storable) {
+        let filter = format!("WHERE {} = ANY($1)", def.id_column);
+        let rows = read_vectors::<i64>(&select_rows(def, &filter), &[DatumWithOid::from(ids)], &what, None);
+        let cands = candidates(rows.data, rows.extra, if rows.keys.is_empty() { dim } else { rows.dim }, &what);
+        return best(&cands, &rows.keys, queries, dim, k, None, &what);
+    }
     let rows = read_vectors::<i64>(&select_rows(def, ""), &[], &what, None);
     let dim_rows = if rows.keys.is_empty() { dim } else { rows.dim };
     let mut cands = candidates(rows.data, rows.extra, dim_rows, &what);
-    if now.storable {
-        cache::prepare(&mut cands, &what);
+    if !now.storable {
+        return best(&cands, &rows.keys, queries, dim, k, None, &what);
     }
-    let hits = best(&cands, &rows.keys, queries, dim, k, None, &what);
-    if now.storable {
-        let (key, snapshot) = (now.key.clone(), now.snapshot.clone());
-        cache::store(&def.name, Entry::rows(key, snapshot, rows.keys, cands));
-    }
+    cache::prepare(&mut cands, &what);
+    let entry = Entry::rows(now.key.clone(), now.snapshot.clone(), rows.keys, cands);
+    let hits = best_in_entry(&entry.content, queries, dim, k, among, None, &what);
+    cache::store(&def.name, entry);
     hits
 }
 
@@ -88,16 +103,60 @@ pub fn read_ids(def: &IndexDef, ids: Vec<i64>, rows_dim: usize, what: &str) -> (
     (rows.keys, candidates(rows.data, rows.extra, rows_dim, what))
 }
 
-/// The cached rows minus those changed since the entry's snapshot, plus the changed rows as
-/// the caller sees them now; None when the entry cannot be brought up to date.
+/// The cached rows (of `among`, when given) minus those changed since the entry's snapshot,
+/// plus the changed rows as the caller sees them now; None when the entry cannot be brought
+/// up to date.
 #[allow(irrefutable_let_patterns)] // a second kind of entry exists with the faiss feature
-fn from_cache(def: &IndexDef, entry: &Entry, queries: &[f32], dim: usize, k: usize, what: &str) -> Option<Vec<Hits>> {
-    let Content::Rows { ids, cands } = &entry.content else { return None };
-    let changed = cache::changed_since(&def.name, &entry.snapshot, None, entry.rows)?;
+fn from_cache(
+    def: &IndexDef,
+    entry: &Entry,
+    queries: &[f32],
+    dim: usize,
+    k: usize,
+    among: Option<&[i64]>,
+    what: &str,
+) -> Option<Vec<Hits>> {
+    let Content::Rows { cands, .. } = &entry.content else { return None };
+    let mut changed = cache::changed_since(&def.name, &entry.snapshot, None, entry.rows)?;
     let skip: HashSet<i64> = changed.iter().copied().collect();
-    let mut hits = best(cands, ids, queries, dim, k, Some(&skip), what);
+    let mut hits = best_in_entry(&entry.content, queries, dim, k, among, Some(&skip), what);
+    if let Some(wanted) = among {
+        changed.retain(|id| wanted.binary_search(id).is_ok());
+    }
     merge_fresh(def, changed, cands.vectors().dim(), queries, dim, k, &mut hits, what);
     Some(hits)
+}
+
+/// The `k` best rows of a `rows` entry per query, among the ids of `among` (sorted) when
+/// given, leaving out the ids in `skip`.
+#[allow(clippy::too_many_arguments)]
+fn best_in_entry(
+    content: &Content,
+    queries: &[f32],
+    dim: usize,
+    k: usize,
+    among: Option<&[i64]>,
+    skip: Option<&HashSet<i64>>,
+    what: &str,
+) -> Vec<Hits> {
+    #[allow(irrefutable_let_patterns)] // a second kind of entry exists with the faiss feature
+    let Content::Rows { ids, cands, .. } = content
+    else {
+        return Vec::new();
+    };
+    let Some(wanted) = among else { return best(cands, ids, queries, dim, k, skip, what) };
+    // copy the wanted rows out: a search over them is one small GEMM
+    let d = cands.vectors().dim();
+    let (v, b) = (cands.vectors().as_slice(), cands.bias().unwrap_or_default());
+    let (mut keys, mut data, mut bias) = (Vec::new(), Vec::new(), Vec::new());
+    for id in wanted.iter().filter(|id| skip.is_none_or(|s| !s.contains(id))) {
+        if let Some(p) = content.row_of(*id) {
+            keys.push(*id);
+            data.extend_from_slice(&v[p * d..(p + 1) * d]);
+            bias.push(b[p]);
+        }
+    }
+    best(&candidates(data, bias, d, what), &keys, queries, dim, k, None, what)
 }
 
 /// Reads the rows of `changed` as the caller sees them now (those still visible) and merges
@@ -208,20 +267,21 @@ fn single(
     name: Option<&str>,
     query: Array<f32>,
     k: i32,
+    among: Option<Vec<i64>>,
 ) -> TableIterator<'static, (name!(id, i64), name!(score, f32))> {
     let def = lookup(name);
     let q = vector_arg(&query, "query");
     if q.is_empty() {
         fail(ERRCODE_DATA_EXCEPTION, "query is empty", "Pass the query embedding as real[].");
     }
-    let mut hits = run(&def, &q, q.len(), k);
+    let mut hits = run(&def, &q, q.len(), k, among);
     TableIterator::new(hits.pop().unwrap_or_default())
 }
 
 /// The `k` best rows of the only nnn index for `query`, best first.
 #[pg_extern(stable, strict, parallel_restricted, name = "nnn_search")]
 fn nnn_search_only(query: Array<f32>, k: i32) -> TableIterator<'static, (name!(id, i64), name!(score, f32))> {
-    single(None, query, k)
+    single(None, query, k, None)
 }
 
 /// The `k` best rows of nnn index `name` for `query`, best first: score = q·r − nnn.alpha·bias.
@@ -231,7 +291,20 @@ fn nnn_search_named(
     query: Array<f32>,
     k: i32,
 ) -> TableIterator<'static, (name!(id, i64), name!(score, f32))> {
-    single(Some(name), query, k)
+    single(Some(name), query, k, None)
+}
+
+/// The `k` best rows of nnn index `name` for `query` among the rows whose id is in `ids`
+/// (e.g. `(SELECT array_agg(id) FROM images WHERE category = 'shoes')`), best first: an exact
+/// filtered search. Ids that are not rows of the index are ignored.
+#[pg_extern(stable, strict, parallel_restricted, name = "nnn_search")]
+fn nnn_search_among(
+    name: &str,
+    query: Array<f32>,
+    k: i32,
+    ids: Vec<Option<i64>>,
+) -> TableIterator<'static, (name!(id, i64), name!(score, f32))> {
+    single(Some(name), query, k, Some(ids.into_iter().flatten().collect()))
 }
 
 /// Many queries at once (a 2-D array, one query per row) in one fused GEMM: for each query
@@ -267,7 +340,7 @@ fn nnn_search_batch(
     if data.iter().any(|v| !v.is_finite()) {
         fail(ERRCODE_DATA_EXCEPTION, "queries contain NaN or Infinity", "Vectors must be finite.");
     }
-    let hits = run(&def, &data, dims[1] as usize, k);
+    let hits = run(&def, &data, dims[1] as usize, k, None);
     let mut out = Vec::new();
     for (q, row) in hits.into_iter().enumerate() {
         for (rank, (id, score)) in row.into_iter().enumerate() {

@@ -17,14 +17,25 @@ use std::collections::HashMap;
 
 /// What an entry holds.
 pub enum Content {
-    /// Every candidate row: ids matching the rows of `cands` (vectors and biases, checked once).
-    Rows { ids: Vec<i64>, cands: Candidates<'static> },
+    /// Every candidate row: ids matching the rows of `cands` (vectors and biases, checked once),
+    /// and the rows in id order, for searches among given ids ([`Content::row_of`]).
+    Rows { ids: Vec<i64>, cands: Candidates<'static>, by_id: Vec<u32> },
     /// An index's Faiss structure as stored in `nnn.ann_chunks`.
     #[cfg(feature = "faiss")]
     Ann(nnn_engine::faiss::ann::AnnIndex),
 }
 
 impl Content {
+    /// The row of candidate `id` in a `rows` entry, if it holds one.
+    pub fn row_of(&self, id: i64) -> Option<usize> {
+        #[allow(irrefutable_let_patterns)] // a second kind of entry exists with the faiss feature
+        let Content::Rows { ids, by_id, .. } = self
+        else {
+            return None;
+        };
+        by_id.binary_search_by_key(&id, |&r| ids[r as usize]).ok().map(|i| by_id[i] as usize)
+    }
+
     /// The name `nnn.cache_info()` shows; one entry of each kind per index.
     fn kind(&self) -> &'static str {
         match self {
@@ -53,14 +64,16 @@ impl Entry {
     /// An entry holding every candidate row (see [`prepare`]).
     pub fn rows(key: String, snapshot: String, ids: Vec<i64>, cands: Candidates<'static>) -> Self {
         let rows = ids.len();
+        let mut by_id: Vec<u32> = (0..rows as u32).collect();
+        by_id.sort_unstable_by_key(|&r| ids[r as usize]);
         let bytes = plain_bytes(&cands) + cands.rounded_bytes();
-        Self { key, snapshot, rows, bytes, content: Content::Rows { ids, cands } }
+        Self { key, snapshot, rows, bytes, content: Content::Rows { ids, cands, by_id } }
     }
 }
 
-/// Bytes of an entry's ids, vectors and biases.
+/// Bytes of an entry's ids (and their order), vectors and biases.
 fn plain_bytes(cands: &Candidates) -> usize {
-    cands.vectors().rows() * 12 + cands.vectors().as_slice().len() * 4
+    cands.vectors().rows() * 16 + cands.vectors().as_slice().len() * 4
 }
 
 /// Gives candidates about to be cached their 16-bit copy for the CPU kernel when both fit

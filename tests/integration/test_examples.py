@@ -25,3 +25,15 @@ def test_psycopg_example(dbname):
 def test_sqlalchemy_example(dbname):
     out = run("sqlalchemy_example.py", dbname)
     assert "orm: [(1, 0.375), (3, 0.125)]" in out
+
+
+def test_pgvector_psycopg_example(dbname):
+    out = run("pgvector_psycopg_example.py", dbname)
+    assert "all: [(1, 0.375), (4, 0.325), (3, 0.125)]" in out
+    assert "shop a: [(1, 0.375), (3, 0.125)]" in out
+    assert "nnn_search shop a: [(1, 0.375), (3, 0.125)]" in out
+
+
+def test_pgvector_sqlalchemy_example(dbname):
+    out = run("pgvector_sqlalchemy_example.py", dbname)
+    assert "orm shop a: [(1, 0.375), (3, 0.125)]" in out
