@@ -19,5 +19,6 @@ SELECT nnn_score('{1,0}', '{1,0}', 1, 'Infinity');
 SET nnn.alpha = 'abc';
 -- declared honestly
 SELECT proname, provolatile, proisstrict, proparallel FROM pg_proc
-WHERE proname IN ('nnn_score', 'nnn_alpha', 'nnn_search', 'nnn_search_batch', 'build_bias', 'create_index')
+WHERE proname IN ('nnn_score', 'nnn_alpha', 'nnn_search', 'nnn_search_batch', 'build_bias', 'create_index',
+                  'query_vector', 'set_augmented')
 ORDER BY proname, pronargs;
