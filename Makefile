@@ -19,7 +19,7 @@ ifneq ($(shell grep -m1 -ow avx2 /proc/cpuinfo 2>/dev/null),)
 export CXXFLAGS ?= -mavx2 -mfma -mf16c -mpopcnt
 endif
 
-.PHONY: setup test test-engine test-pgrx install test-db demo bench bench-engine bench-ann lint
+.PHONY: setup test test-engine test-pgrx install test-db demo bench bench-engine bench-ann bench-planner lint
 
 setup:
 	bash scripts/setup.sh
@@ -61,6 +61,10 @@ bench: setup install
 
 bench-engine:
 	cargo bench -p nnn-engine --bench engine $(FEATURE_FLAGS)
+
+## the ORDER BY path (pgvector over [r, bias]) vs nnn_search vs nnn's Faiss HNSW (not a test)
+bench-planner: setup install
+	bash scripts/bench-planner.sh
 
 ## Faiss structures vs exact search: recall@10 and queries per second (not a test)
 bench-ann:

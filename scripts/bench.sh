@@ -21,3 +21,4 @@ fi
 trap 'cluster_stop; rm -f "$out"' EXIT
 cluster_start
 "$NNN_VENV/bin/python" scripts/bench_sql.py "$out"
+"$NNN_VENV/bin/python" scripts/bench_planner.py
