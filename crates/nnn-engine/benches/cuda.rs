@@ -1,12 +1,16 @@
-//! CUDA backend benchmark (run by scripts/gpu-check.sh on a GPU machine): an NNN bias build of
-//! N = 10,000 candidates × M = 1,000,000 reference rows × d = 512, k = 128 (random unit rows),
-//! its GFLOP/s and ratio to plain cuBLAS sgemm of the same tiles, both with their host→device
-//! copies (overlapped with the products), the same in TF32 mode with its error against f32,
-//! and the CPU backend on the same problem scaled down (M / 50) with every core.
-//! Not a test: it only reports. `--quick` divides M by 10.
+//! CUDA backend benchmark (run by scripts/gpu-check.sh on a GPU machine), side by side in one
+//! run on N = 10,000 candidates × M = 1,000,000 reference rows × d = 512, k = 128 (random unit
+//! rows): host→device copy rates from pageable and page-locked memory; resident cuBLAS sgemm
+//! rate per tile width (both sides already on the device: the ceiling); the NNN bias build per
+//! tile width with its ratio to that ceiling; plain sgemm of the same tiles with their copies;
+//! TF32 mode with its error against f32; and the CPU backend on the problem scaled down
+//! (M / 50) with every core. Not a test: it only reports. `--quick` divides M by 10.
 
-use nnn_engine::backend::cuda::CudaBackend;
-use nnn_engine::{reference_topk, CpuBackend, Matrix, Unwatched};
+use cudarc::cublas::sys::cublasOperation_t;
+use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
+use cudarc::driver::CudaContext;
+use nnn_engine::backend::cuda::{CudaBackend, TILE_COLS};
+use nnn_engine::{reference_topk, Backend, CpuBackend, Matrix, Unwatched};
 use rayon::prelude::*;
 use std::time::Instant;
 
@@ -32,6 +36,79 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
     (out, t.elapsed().as_secs_f64())
 }
 
+/// Tile widths measured.
+const WIDTHS: [usize; 5] = [4096, 8192, 16_384, 32_768, 65_536];
+
+/// Host→device copy rates (GB/s) of `data`: from pageable memory, from page-locked memory, and
+/// the rate at which one thread fills page-locked memory.
+fn copy_rates(ctx: &std::sync::Arc<CudaContext>, data: &[f32]) {
+    let s = ctx.default_stream();
+    let gb = data.len() as f64 * 4.0 / 1e9;
+    // SAFETY: written whole by each copy before it is read.
+    let mut dst = unsafe { s.alloc::<f32>(data.len()) }.unwrap();
+    s.memcpy_htod(data, &mut dst).unwrap();
+    s.synchronize().unwrap();
+    let (_, t_page) = timed(|| {
+        s.memcpy_htod(data, &mut dst).unwrap();
+        s.synchronize().unwrap();
+    });
+    // SAFETY: filled before it is copied.
+    let mut pinned = unsafe { ctx.alloc_pinned::<f32>(data.len()) }.unwrap();
+    let (_, t_fill) = timed(|| pinned.as_mut_slice().unwrap().copy_from_slice(data));
+    let (_, t_pin) = timed(|| {
+        s.memcpy_htod(&pinned, &mut dst).unwrap();
+        s.synchronize().unwrap();
+    });
+    println!(
+        "RESULT copy.htod {gb:.2} GB: pageable {:.1} GB/s, page-locked {:.1} GB/s; one thread fills page-locked memory at {:.1} GB/s",
+        gb / t_page,
+        gb / t_pin,
+        gb / t_fill
+    );
+}
+
+/// cuBLAS sgemm rate (GFLOP/s) of `cand` against every whole tile of `refs`, both resident on
+/// the device, per tile width: the ceiling a bias build can reach.
+fn resident_rates(ctx: &std::sync::Arc<CudaContext>, cand: &[f32], refs: &[f32], d: usize) -> Vec<(usize, f64)> {
+    let s = ctx.default_stream();
+    let blas = CudaBlas::new(s.clone()).unwrap();
+    let (n, m) = (cand.len() / d, refs.len() / d);
+    let (a, b) = (s.clone_htod(cand).unwrap(), s.clone_htod(refs).unwrap());
+    let mut out = Vec::new();
+    for width in WIDTHS {
+        let tiles = m / width;
+        let mut scores = s.alloc_zeros::<f32>(n * width).unwrap();
+        let cfg = GemmConfig {
+            transa: cublasOperation_t::CUBLAS_OP_T,
+            transb: cublasOperation_t::CUBLAS_OP_N,
+            m: width as i32,
+            n: n as i32,
+            k: d as i32,
+            alpha: 1.0f32,
+            lda: d as i32,
+            ldb: d as i32,
+            beta: 0.0f32,
+            ldc: width as i32,
+        };
+        let gemm = |t: usize, scores: &mut _| {
+            // SAFETY: the tile holds width × d values, a holds n × d, scores n × width.
+            unsafe { blas.gemm(cfg, &b.slice(t * width * d..(t + 1) * width * d), &a, scores) }.unwrap()
+        };
+        gemm(0, &mut scores);
+        s.synchronize().unwrap();
+        let (_, secs) = timed(|| {
+            for t in 0..tiles {
+                gemm(t, &mut scores);
+            }
+            s.synchronize().unwrap();
+        });
+        let rate = 2.0 * (n * tiles * width * d) as f64 / secs / 1e9;
+        println!("RESULT cuda.resident_sgemm_tile_{width:<6} {secs:>9.3} s {rate:>9.1} GFLOP/s");
+        out.push((width, rate));
+    }
+    out
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let (n, m, d, k) = (10_000, if quick { 100_000 } else { 1_000_000 }, 512, 128);
@@ -47,12 +124,34 @@ fn main() {
     let (c, r) = (Matrix::from_slice(&cand, d, "c").unwrap(), Matrix::from_slice(&refs, d, "r").unwrap());
     let flop = 2.0 * n as f64 * m as f64 * d as f64;
     println!("# {}: bias {n} x {m} x d={d}, k={k}", gpu.device_name());
+    let ctx = CudaContext::new(0).unwrap();
+    copy_rates(&ctx, &refs);
+    let ceiling = resident_rates(&ctx, &cand, &refs, d);
+    let best = ceiling.iter().map(|&(_, r)| r).fold(0.0, f64::max);
     let _ = reference_topk(&gpu, &c, &Matrix::from_slice(&refs[..4096 * d], d, "w").unwrap(), k, &mut Unwatched);
+    for width in WIDTHS {
+        gpu.set_tile_cols(width);
+        let (_, secs) = timed(|| reference_topk(&gpu, &c, &r, k, &mut Unwatched).unwrap());
+        let rate = flop / secs / 1e9;
+        println!(
+            "RESULT cuda.bias_tile_{width:<6} {secs:>9.3} s {rate:>9.1} GFLOP/s; {:.3} of the best resident sgemm; pinned {} MiB",
+            rate / best,
+            gpu.pinned_bytes(d) >> 20
+        );
+    }
+    gpu.set_tile_cols(TILE_COLS);
+    let (_, t_check) = timed(|| nnn_engine::bias::check_bias_inputs(&c, &r, k).unwrap());
+    let (_, t_topk) = timed(|| gpu.topk_products(&c, &r, None, k, &mut Unwatched).unwrap());
+    println!(
+        "RESULT cuda.topk_products {t_topk:>9.3} s {:>9.1} GFLOP/s: the backend alone; input checks on the host {t_check:.3} s",
+        flop / t_topk / 1e9
+    );
     let (f32_bias, t_gpu) = timed(|| reference_topk(&gpu, &c, &r, k, &mut Unwatched).unwrap());
     let (_, t_gemm) = timed(|| gpu.plain_sgemm(&c, &r).unwrap());
-    println!("RESULT cuda.bias        {t_gpu:>9.3} s {:>9.1} GFLOP/s", flop / t_gpu / 1e9);
+    println!("RESULT cuda.bias        {t_gpu:>9.3} s {:>9.1} GFLOP/s (tile {TILE_COLS})", flop / t_gpu / 1e9);
     println!("RESULT cuda.plain_sgemm {t_gemm:>9.3} s {:>9.1} GFLOP/s", flop / t_gemm / 1e9);
     println!("RATIO cuda.bias_vs_sgemm_rate {:.3}", t_gemm / t_gpu);
+    println!("RATIO cuda.bias_vs_best_resident_sgemm {:.3}", flop / t_gpu / 1e9 / best);
     gpu.set_tf32(true);
     let (tf32, t_tf32) = timed(|| reference_topk(&gpu, &c, &r, k, &mut Unwatched).unwrap());
     let (_, t_tf32_gemm) = timed(|| gpu.plain_sgemm(&c, &r).unwrap());

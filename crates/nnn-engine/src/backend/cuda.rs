@@ -1,7 +1,9 @@
 //! The CUDA backend (feature `cuda`): cuBLAS sgemm of a block of `a` rows against a tile of
 //! `b` rows into a device score tile, then a per-row top-k merge on the device (a kernel
 //! compiled by NVRTC at start-up) that keeps only `rows × k` values and indices between tiles.
-//! Host-to-device copies run on a second stream, one tile ahead of the products. Optional
+//! Host-to-device copies run on a second stream, one tile ahead of the products, from two
+//! page-locked staging buffers that the host fills in turn (pageable copies are several times
+//! slower and block the host). Optional
 //! TF32 products ([`CudaBackend::set_tf32`]) trade exactness for tensor-core speed. Opening
 //! the backend checks the device against the CPU backend on a small exact problem. CUDA
 //! libraries are loaded at run time (cudarc's dynamic loading), so one build runs everywhere:
@@ -25,17 +27,21 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 /// Largest `k` the merge kernel keeps per row.
 pub const MAX_K: usize = 1024;
-/// Columns of `b` per score tile.
-const TILE_COLS: usize = 4096;
+/// Columns of `b` per score tile unless set otherwise ([`CudaBackend::set_tile_cols`]).
+pub const TILE_COLS: usize = 16_384;
+/// Bytes a host copy into a staging buffer hands to each of its threads, at least.
+const COPY_SHARE: usize = 4 << 20;
 /// Threads per block of the merge kernel (one block per row).
 const THREADS: u32 = 256;
 /// Tiles the host may queue ahead of the device: enough to keep it busy, few enough that a
 /// cancel is seen within a few tiles' time and progress follows the device.
 const AHEAD: usize = 3;
 
-/// One block per row: the running top-k and each chunk of 1024 new scores that beat its
-/// k-th best are sorted together in shared memory (bitonic, best first: larger value, then
-/// lower column), so results and tie order equal the CPU backend's.
+/// One block per row: a first pass over the tile checks whether any score beats the row's
+/// k-th best and leaves at once when none does (the common case after the first tiles);
+/// otherwise the running top-k and each chunk of 1024 new scores that beat it are sorted
+/// together in shared memory (bitonic, best first: larger value, then lower column), so
+/// results and tie order equal the CPU backend's.
 const KERNEL: &str = r#"
 #define CHUNK 1024
 #define CAP 2048
@@ -53,6 +59,18 @@ extern "C" __global__ void merge_topk(const float* __restrict__ scores, const fl
     const float* row = scores + (size_t)r * cols;
     float* tv = top_val + (size_t)r * k;
     unsigned* ti = top_idx + (size_t)r * k;
+    // after the first tiles almost every score loses to the row's k-th best: one branch-free
+    // pass over the tile and a block-wide vote skip the chunked merge when none wins
+    {
+        float thr_v = tv[k - 1];
+        unsigned thr_i = ti[k - 1];
+        int wins = 0;
+        for (int j = threadIdx.x; j < cols; j += blockDim.x) {
+            unsigned g = (unsigned)(col0 + j);
+            wins |= better(row[j] - (has_offset ? offset[g] : 0.0f), g, thr_v, thr_i);
+        }
+        if (!__syncthreads_or(wins)) return;
+    }
     for (int t = threadIdx.x; t < k; t += blockDim.x) { sv[t] = tv[t]; si[t] = ti[t]; }
     for (int c0 = 0; c0 < cols; c0 += CHUNK) {
         if (threadIdx.x == 0) count = 0;
@@ -140,24 +158,26 @@ fn gpu_error(what: &'static str, e: impl std::fmt::Debug) -> EngineError {
 struct Plan {
     /// Rows of `a` per block.
     block: usize,
+    /// Rows of `b` (score columns) per tile.
+    tile: usize,
     /// Whether every tile of `b` stays on the device after its first copy; else each block
     /// copies the tiles again, with at most two of them on the device at a time.
     keep_b: bool,
 }
 
-/// The plan for `n × m` products in dimension `d` keeping `k` per row within `budget` bytes:
-/// `b` stays on the device when that leaves room for min(n, 1024) rows per block, else its
-/// tiles are streamed; an error when not even one row fits. Blocks hold at least one row,
-/// even when `n` is 0.
-fn plan(n: usize, m: usize, d: usize, k: usize, budget: usize) -> Result<Plan> {
-    let cols = TILE_COLS.min(m);
+/// The plan for `n × m` products in dimension `d` keeping `k` per row within `budget` bytes,
+/// `tile_cols` columns per score tile: `b` stays on the device when that leaves room for
+/// min(n, 1024) rows per block, else its tiles are streamed; an error when not even one row
+/// fits. Blocks hold at least one row, even when `n` is 0.
+fn plan(n: usize, m: usize, d: usize, k: usize, budget: usize, tile_cols: usize) -> Result<Plan> {
+    let cols = tile_cols.min(m).max(1);
     let per_row = d * 4 + cols * 4 + k * 8;
     let offsets = m * 4;
     let streamed = offsets + 2 * cols * d * 4;
     for (fixed, keep_b) in [(offsets + m * d * 4, true), (streamed, false)] {
         let rows_fit = budget.saturating_sub(fixed) / per_row;
         if rows_fit >= n.min(1024) || (!keep_b && rows_fit >= 1) {
-            return Ok(Plan { block: rows_fit.min(n).max(1), keep_b });
+            return Ok(Plan { block: rows_fit.min(n).max(1), tile: cols, keep_b });
         }
     }
     Err(EngineError::Device {
@@ -181,6 +201,7 @@ pub struct CudaBackend {
     blas: Mutex<CudaBlas>,
     merge: CudaFunction,
     memory_limit: AtomicUsize,
+    tile_cols: AtomicUsize,
     tf32: AtomicBool,
     name: String,
 }
@@ -218,6 +239,7 @@ impl CudaBackend {
                 blas: Mutex::new(blas),
                 merge,
                 memory_limit: AtomicUsize::new(memory_limit),
+                tile_cols: AtomicUsize::new(TILE_COLS),
                 tf32: AtomicBool::new(false),
                 name,
             })
@@ -229,6 +251,18 @@ impl CudaBackend {
     /// Sets the device memory budget of later calls (bytes; 0: 90 % of what is free).
     pub fn set_memory_limit(&self, bytes: usize) {
         self.memory_limit.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Sets the columns per score tile of later calls (at least 1; default [`TILE_COLS`]):
+    /// wider tiles give cuBLAS larger products and the merge fewer launches, at the price of
+    /// device memory per row and of page-locked host memory (two staging tiles).
+    pub fn set_tile_cols(&self, cols: usize) {
+        self.tile_cols.store(cols.max(1), Ordering::Relaxed);
+    }
+
+    /// Page-locked host bytes a call of `d` dimensions holds: two staging tiles.
+    pub fn pinned_bytes(&self, d: usize) -> usize {
+        2 * self.tile_cols.load(Ordering::Relaxed) * d * 4
     }
 
     /// Whether later calls let cuBLAS round the inputs of its products to TF32 (10-bit
@@ -256,7 +290,7 @@ impl CudaBackend {
     /// The products of [`Backend::topk_products`] (same plan, tiles and copies) without the
     /// merges: the FLOP-rate ceiling the benchmark compares with.
     pub fn plain_sgemm(&self, a: &Matrix, b: &Matrix) -> Result<()> {
-        let plan = plan(a.rows(), b.rows(), a.dim(), 0, self.budget()?)?;
+        let plan = plan(a.rows(), b.rows(), a.dim(), 0, self.budget()?, self.tile_cols.load(Ordering::Relaxed))?;
         self.pass(a, b, None, 0, plan, &mut Unwatched).map(drop)
     }
 
@@ -265,7 +299,8 @@ impl CudaBackend {
     /// several blocks, tie order included: a device, driver or library that computes wrongly
     /// is an error when opening the backend instead of silently wrong results.
     fn self_check(&self) -> Result<()> {
-        let (n, m, d, k) = (40, 2 * TILE_COLS + 37, 8, 16);
+        let tile = 4096;
+        let (n, m, d, k) = (40, 2 * tile + 37, 8, 16);
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         let mut coarse = |len: usize| -> Vec<f32> {
             (0..len)
@@ -278,7 +313,7 @@ impl CudaBackend {
         let (a, b, off) = (coarse(n * d), coarse(m * d), coarse(m));
         let (a, b) = (Matrix::from_slice(&a, d, "a")?, Matrix::from_slice(&b, d, "b")?);
         let want = CpuBackend::new(1)?.topk_products(&a, &b, Some(&off), k, &mut Unwatched)?;
-        for plan in [Plan { block: n, keep_b: true }, Plan { block: 16, keep_b: false }] {
+        for plan in [Plan { block: n, tile, keep_b: true }, Plan { block: 16, tile, keep_b: false }] {
             if self.pass(&a, &b, Some(&off), k, plan, &mut Unwatched)? != want {
                 return Err(EngineError::Device {
                     what: "self-check",
@@ -290,9 +325,10 @@ impl CudaBackend {
     }
 
     /// One pass over all products: `a` in blocks of rows and `b` in tiles, both copied on the
-    /// copy stream (the next tile while the current one is multiplied), each block times each
-    /// tile by cuBLAS, each score tile merged into the rows' top `k` (k = 0: no merging, an
-    /// empty result). The host stays at most [`AHEAD`] tiles ahead of the device.
+    /// copy stream (the next tile while the current one is multiplied; whole tiles through two
+    /// page-locked staging buffers used in turn), each block times each tile by cuBLAS, each
+    /// score tile merged into the rows' top `k` (k = 0: no merging, an empty result). The host
+    /// stays at most [`AHEAD`] tiles ahead of the device.
     fn pass(
         &self,
         a: &Matrix,
@@ -303,7 +339,8 @@ impl CudaBackend {
         control: &mut dyn Control,
     ) -> Result<TopK> {
         let (n, m, d) = (a.rows(), b.rows(), a.dim());
-        let tiles = m.div_ceil(TILE_COLS);
+        let width = plan.tile;
+        let tiles = m.div_ceil(width);
         let total = (n.div_ceil(plan.block) * tiles) as u64;
         let guard = self.blas.lock().unwrap_or_else(PoisonError::into_inner);
         let blas: &CudaBlas = &guard;
@@ -321,9 +358,31 @@ impl CudaBackend {
             unsafe { cudarc::cublas::sys::cublasSetMathMode(*blas.handle(), math) }
                 .result()
                 .map_err(|e| gpu_error("cuBLAS math mode", e))?;
-            let tile = |t: usize| cs.clone_htod(b.rows_slice(t * TILE_COLS, m.min((t + 1) * TILE_COLS))).map_err(copy);
+            let ctx = s.context();
+            // SAFETY: every staging element is written before it is copied (whole tiles only).
+            let mut staging = match tiles > 1 {
+                true => vec![
+                    unsafe { ctx.alloc_pinned::<f32>(width * d) }.map_err(alloc)?,
+                    unsafe { ctx.alloc_pinned::<f32>(width * d) }.map_err(alloc)?,
+                ],
+                false => Vec::new(),
+            };
+            let mut tile = |t: usize| -> Result<CudaSlice<f32>> {
+                let rows = b.rows_slice(t * width, m.min((t + 1) * width));
+                match staging.get_mut(t % 2) {
+                    Some(buf) if rows.len() == width * d => {
+                        // waits until the copy that last read this buffer is done
+                        parallel_copy(buf.as_mut_slice().map_err(copy)?, rows);
+                        // SAFETY: the whole slice is written by the copy below before any use.
+                        let mut dst = unsafe { cs.alloc::<f32>(width * d) }.map_err(alloc)?;
+                        cs.memcpy_htod(buf, &mut dst).map_err(copy)?;
+                        Ok(dst)
+                    }
+                    _ => cs.clone_htod(rows).map_err(copy),
+                }
+            };
             let mut on_device: Vec<Option<CudaSlice<f32>>> = (0..tiles).map(|_| None).collect();
-            let mut scores = s.alloc_zeros::<f32>(plan.block * TILE_COLS.min(m)).map_err(alloc)?;
+            let mut scores = s.alloc_zeros::<f32>(plan.block * width).map_err(alloc)?;
             let off = s.clone_htod(offset.unwrap_or(&[0.0])).map_err(copy)?;
             let has_offset = offset.is_some() as i32;
             let mut values = vec![0f32; n * k];
@@ -342,7 +401,7 @@ impl CudaBackend {
                     if progress.cancelled() {
                         return Err(EngineError::Cancelled);
                     }
-                    let (c0, cols) = (t * TILE_COLS, TILE_COLS.min(m - t * TILE_COLS));
+                    let (c0, cols) = (t * width, width.min(m - t * width));
                     let b_dev: &CudaSlice<f32> = match &mut on_device[t] {
                         Some(copied) => copied,
                         empty => empty.insert(tile(t)?),
@@ -386,6 +445,22 @@ impl CudaBackend {
     }
 }
 
+/// Copies `src` into the start of `dst` on up to eight threads (page-locked, write-combined
+/// staging memory is filled faster by several cores than by one).
+fn parallel_copy(dst: &mut [f32], src: &[f32]) {
+    let threads = (src.len() * 4 / COPY_SHARE).clamp(1, 8);
+    if threads == 1 {
+        dst[..src.len()].copy_from_slice(src);
+        return;
+    }
+    let chunk = src.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        for (d, s) in dst[..src.len()].chunks_mut(chunk).zip(src.chunks(chunk)) {
+            scope.spawn(move || d.copy_from_slice(s));
+        }
+    });
+}
+
 /// Scores of `rows` rows of `a` (on the device) against `cols` rows of `b`: `scores` is
 /// row-major `rows × cols` (column-major `cols × rows`: `b_tile · a_blockᵀ`).
 fn product(
@@ -425,7 +500,7 @@ impl Backend for CudaBackend {
         if k > MAX_K {
             return Err(EngineError::KOutOfRange { k, max: MAX_K, what: "k on the CUDA backend" });
         }
-        let plan = plan(a.rows(), b.rows(), a.dim(), k, self.budget()?)?;
+        let plan = plan(a.rows(), b.rows(), a.dim(), k, self.budget()?, self.tile_cols.load(Ordering::Relaxed))?;
         self.pass(a, b, offset, k, plan, control)
     }
 }
@@ -436,25 +511,40 @@ mod tests {
 
     #[test]
     fn plans_keep_b_when_it_fits_stream_tiles_when_not_and_fail_below_one_row() {
-        let (n, m, d, k) = (3000, 20_000, 32, 16);
-        let per_row = d * 4 + TILE_COLS * 4 + k * 8;
+        let (n, m, d, k, tile) = (3000, 20_000, 32, 16, 4096);
+        let per_row = d * 4 + tile * 4 + k * 8;
         let resident = m * 4 + m * d * 4;
-        let streamed = m * 4 + 2 * TILE_COLS * d * 4;
-        assert_eq!(plan(n, m, d, k, 1 << 30).unwrap(), Plan { block: n, keep_b: true });
+        let streamed = m * 4 + 2 * tile * d * 4;
+        let p = |block, keep_b| Plan { block, tile, keep_b };
+        assert_eq!(plan(n, m, d, k, 1 << 30, tile).unwrap(), p(n, true));
         // b fits, but not with 1024 rows beside it: tiles are streamed instead.
         let tight = resident + 1023 * per_row;
-        assert_eq!(plan(n, m, d, k, tight).unwrap(), Plan { block: (tight - streamed) / per_row, keep_b: false });
-        assert_eq!(plan(n, m, d, k, resident + 1024 * per_row).unwrap(), Plan { block: 1024, keep_b: true });
-        assert_eq!(plan(n, m, d, k, streamed + per_row).unwrap(), Plan { block: 1, keep_b: false });
-        let err = plan(n, m, d, k, streamed + per_row - 1).unwrap_err();
+        assert_eq!(plan(n, m, d, k, tight, tile).unwrap(), p((tight - streamed) / per_row, false));
+        assert_eq!(plan(n, m, d, k, resident + 1024 * per_row, tile).unwrap(), p(1024, true));
+        assert_eq!(plan(n, m, d, k, streamed + per_row, tile).unwrap(), p(1, false));
+        let err = plan(n, m, d, k, streamed + per_row - 1, tile).unwrap_err();
         assert!(matches!(err, EngineError::Device { what: "memory", .. }), "{err:?}");
-        assert_eq!(plan(0, m, d, k, 1 << 30).unwrap(), Plan { block: 1, keep_b: true });
+        assert_eq!(plan(0, m, d, k, 1 << 30, tile).unwrap(), p(1, true));
         // Fewer rows than 1024: all of them in one block with b resident.
-        assert_eq!(plan(10, m, d, k, resident + 10 * per_row).unwrap(), Plan { block: 10, keep_b: true });
-        // One tile narrower than TILE_COLS when b is small.
+        assert_eq!(plan(10, m, d, k, resident + 10 * per_row, tile).unwrap(), p(10, true));
+        // One tile narrower than tile_cols when b is small.
         assert_eq!(
-            plan(5, 100, d, 0, 100 * 4 + 100 * d * 4 + 5 * (d * 4 + 400)).unwrap(),
-            Plan { block: 5, keep_b: true }
+            plan(5, 100, d, 0, 100 * 4 + 100 * d * 4 + 5 * (d * 4 + 400), tile).unwrap(),
+            Plan { block: 5, tile: 100, keep_b: true }
         );
+        // Wider tiles cost device memory per row: the same budget holds fewer rows.
+        let wide = plan(n, m, d, k, tight, 4 * tile).unwrap();
+        assert!(wide.tile == 4 * tile && wide.block < (tight - streamed) / per_row, "{wide:?}");
+    }
+
+    #[test]
+    fn parallel_copy_fills_the_start_of_the_buffer_exactly() {
+        for len in [0, 1, 1000, (3 * COPY_SHARE / 4) + 17] {
+            let src: Vec<f32> = (0..len).map(|i| i as f32).collect();
+            let mut dst = vec![-1f32; len + 5];
+            parallel_copy(&mut dst, &src);
+            assert_eq!(&dst[..len], &src[..]);
+            assert!(dst[len..].iter().all(|&v| v == -1.0));
+        }
     }
 }
