@@ -50,15 +50,23 @@ impl<'a> Matrix<'a> {
 
     /// Fails with [`EngineError::NonFinite`] naming the first row holding NaN or ±∞.
     pub fn check_finite(&self, what: &'static str) -> Result<()> {
-        // a branch-free pass per block (vectorised), the position only where one fails
+        // a branch-free pass per block (vectorised), the position only where one fails;
+        // large matrices in parts on several threads (the pass is memory-bound)
         const BLOCK: usize = 4096;
-        for (b, block) in self.data.chunks(BLOCK).enumerate() {
-            if block.iter().fold(false, |bad, v| bad | !v.is_finite()) {
-                let pos = b * BLOCK + block.iter().position(|v| !v.is_finite()).unwrap_or(0);
-                return Err(EngineError::NonFinite { what, row: pos / self.dim });
-            }
+        const PART_BYTES: usize = 64 << 20;
+        let first_bad = |data: &[f32]| {
+            data.chunks(BLOCK).enumerate().find_map(|(b, block)| {
+                block
+                    .iter()
+                    .fold(false, |bad, v| bad | !v.is_finite())
+                    .then(|| b * BLOCK + block.iter().position(|v| !v.is_finite()).unwrap_or(0))
+            })
+        };
+        let threads = (self.data.len() * 4 / PART_BYTES).clamp(1, 8);
+        match crate::run::first_parallel(&self.data, threads, first_bad) {
+            Some(pos) => Err(EngineError::NonFinite { what, row: pos / self.dim }),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Fails with [`EngineError::Empty`] when there are no rows.
@@ -128,5 +136,18 @@ mod tests {
             );
         }
         assert!(Matrix::from_vec(vec![1.0; 9000 * 2], 2, "m").unwrap().check_finite("m").is_ok());
+    }
+
+    #[test]
+    fn check_finite_of_a_large_matrix_in_parts_finds_the_first_bad_row() {
+        let dim = 64;
+        let rows = (200 << 20) / 4 / dim; // 200 MB: checked on 3 threads
+        let mut data = vec![0.25f32; rows * dim];
+        assert!(Matrix::from_slice(&data, dim, "m").unwrap().check_finite("m").is_ok());
+        for pos in [rows * dim - 1, rows * dim / 2 + 3, 5] {
+            data[pos] = f32::NAN;
+            let err = Matrix::from_slice(&data, dim, "m").unwrap().check_finite("m");
+            assert!(matches!(err, Err(EngineError::NonFinite { row, .. }) if row == pos / dim), "{pos}");
+        }
     }
 }

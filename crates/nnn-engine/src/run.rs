@@ -75,6 +75,28 @@ fn without_signals<T>(f: impl FnOnce() -> T) -> T {
     f()
 }
 
+/// The first index of `data` at which `bad` holds, searched by up to `threads` threads that
+/// each take one contiguous part (spawned with every signal blocked, like the pool's workers,
+/// so a database backend's handlers keep running on its own thread). For checks of large
+/// buffers that would otherwise hold the calling thread for a memory-bound pass.
+pub(crate) fn first_parallel<T: Sync>(
+    data: &[T],
+    threads: usize,
+    bad: impl Fn(&[T]) -> Option<usize> + Sync,
+) -> Option<usize> {
+    let part = data.len().div_ceil(threads.max(1)).max(1);
+    if part >= data.len() {
+        return bad(data);
+    }
+    let bad = &bad;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = without_signals(|| {
+            data.chunks(part).enumerate().map(|(i, c)| s.spawn(move || bad(c).map(|p| i * part + p))).collect()
+        });
+        handles.into_iter().filter_map(|h| h.join().unwrap_or(None)).min()
+    })
+}
+
 /// Runs `work` on a pool of `threads` workers; meanwhile the calling thread polls `control`
 /// with the progress out of `total` units. Cancellation and worker panics become errors.
 pub fn run_polled<T: Send>(
