@@ -74,10 +74,11 @@ fn run(def: &IndexDef, queries: &[f32], dim: usize, k: i32, among: Option<Vec<i6
     hits
 }
 
-/// The candidate rows' query: id, embedding as real[], bias; `filter` is an optional WHERE.
+/// The candidate rows' query: id, embedding and bias cast to bigint, real[] and real (whatever
+/// the columns' types are now, e.g. after an ALTER TABLE); `filter` is an optional WHERE.
 pub fn select_rows(def: &IndexDef, filter: &str) -> String {
     format!(
-        "SELECT {id}::bigint, {e}::real[], {b} FROM {t} {filter}",
+        "SELECT {id}::bigint, {e}::real[], {b}::real FROM {t} {filter}",
         id = def.id_column,
         e = def.embedding,
         b = def.bias_column,

@@ -1,0 +1,25 @@
+-- The candidate table's columns change type after nnn.create_index: the same answers, or a
+-- clear error, never scores read from the wrong bits.
+CREATE TABLE dr_img (id int PRIMARY KEY, emb real[]);
+INSERT INTO dr_img VALUES (1, '{1,0}'), (2, '{0,1}'), (3, '{0.6,0.8}');
+CREATE TABLE dr_ref (emb real[]);
+INSERT INTO dr_ref VALUES ('{1,0}'), ('{0.8,0.6}');
+SELECT rows FROM nnn.create_index('drift', 'dr_img', 'id', 'emb', 'dr_ref', 'emb', k => 1);
+CREATE TEMP VIEW dr_top AS SELECT id, round(score::numeric, 5) AS score FROM nnn_search('drift', '{1,0}', 3);
+SELECT * FROM dr_top;
+ALTER TABLE dr_img ALTER COLUMN nnn_bias TYPE double precision;
+SELECT * FROM dr_top;
+ALTER TABLE dr_img ALTER COLUMN emb TYPE double precision[];
+SELECT * FROM dr_top;
+ALTER TABLE dr_img ALTER COLUMN id TYPE bigint;
+SELECT * FROM dr_top;
+-- the triggers go on working with the new types
+INSERT INTO dr_img VALUES (4, '{0.8,0.6}');
+SELECT id, round(nnn_bias::numeric, 5) AS bias FROM dr_img WHERE id = 4;
+SELECT * FROM dr_top;
+-- a column that is gone
+ALTER TABLE dr_img DROP COLUMN emb;
+SELECT * FROM nnn_search('drift', '{1,0}', 3);
+SELECT nnn.drop_index('drift');
+DROP VIEW dr_top;
+DROP TABLE dr_img, dr_ref;
