@@ -74,17 +74,28 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON nnn.ann, nnn.ann_chunks TO PUBLIC;
 -- The change log behind nnn_search's per-backend cache: every statement that writes a
 -- candidate table appends the ids it touched, stamped with its transaction id, so a cache built
 -- under one snapshot can tell which rows another snapshot may see differently. Insert-only for
--- writers (no contention); a NULL id (TRUNCATE) means every row. Entries only make searches
--- re-read rows, so anyone may add them; only the table owner may prune (nnn.prune_changes).
+-- writers (no contention); a NULL id (TRUNCATE) means every row. Only those who may write the
+-- candidate table add entries (its triggers run as the writer), a NULL id only those who may
+-- TRUNCATE it; only the table owner may prune (nnn.prune_changes).
 CREATE TABLE nnn.changes (
     index_name text NOT NULL,
     id         bigint,
     xid        xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id()
 );
 CREATE INDEX changes_index_name_id ON nnn.changes (index_name, id);
+-- Whether the current user may log a change of `id` (NULL: a TRUNCATE) for index `index_name`:
+-- only writers of its candidate table, as its triggers do.
+CREATE FUNCTION nnn.may_log_change(index_name text, id bigint) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(bool_or(CASE WHEN may_log_change.id IS NULL
+                                 THEN pg_catalog.has_table_privilege(i.candidates, 'TRUNCATE')
+                                 ELSE pg_catalog.has_any_column_privilege(i.candidates, 'INSERT, UPDATE')
+                                      OR pg_catalog.has_table_privilege(i.candidates, 'DELETE, TRUNCATE') END), false)
+    FROM nnn.indexes i WHERE i.name = may_log_change.index_name
+$$;
 ALTER TABLE nnn.changes ENABLE ROW LEVEL SECURITY;
 CREATE POLICY changes_read ON nnn.changes FOR SELECT USING (true);
-CREATE POLICY changes_append ON nnn.changes FOR INSERT WITH CHECK (true);
+CREATE POLICY changes_append ON nnn.changes FOR INSERT WITH CHECK (nnn.may_log_change(index_name, id));
 CREATE POLICY changes_owner_prune ON nnn.changes FOR DELETE USING (
     pg_catalog.pg_has_role((SELECT c.relowner FROM nnn.indexes i JOIN pg_catalog.pg_class c ON c.oid = i.candidates
                             WHERE i.name = index_name), 'USAGE'));

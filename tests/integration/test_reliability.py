@@ -151,3 +151,23 @@ def test_statement_timeout_stops_a_long_batch_search(big, connect):
     c.execute("RESET statement_timeout")
     assert c.execute("SELECT count(*) FROM nnn_search('bigidx', (SELECT emb FROM big_cand WHERE id = 1), 3)").fetchone()[0] == 3
     c.execute("SELECT nnn.drop_index('bigidx')")
+
+
+def test_only_writers_of_the_candidate_table_append_to_the_change_log(roles, connect):
+    """A role without write privileges on the table cannot log changes (a NULL id would tell
+    every session that the table was truncated); a writer's statements still log theirs."""
+    roles.execute("GRANT SELECT ON pv_img, pv_ref TO nnn_bob")
+    roles.execute("GRANT INSERT, UPDATE ON pv_img TO nnn_alice")  # UPDATE: the trigger writes the bias
+    roles.execute("GRANT SELECT ON pv_img, pv_ref TO nnn_alice")
+    b = connect()
+    b.execute("SET ROLE nnn_bob")
+    for sql in ("INSERT INTO nnn.changes (index_name, id) VALUES ('pv', NULL)",
+                "INSERT INTO nnn.changes (index_name, id) VALUES ('pv', 1)"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            b.execute(sql)
+    a = connect()
+    a.execute("SET ROLE nnn_alice")
+    a.execute("INSERT INTO pv_img VALUES (4, '{0.6,0.8}', 'nnn_alice')")  # logged by the trigger
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):  # but no TRUNCATE marker
+        a.execute("INSERT INTO nnn.changes (index_name, id) VALUES ('pv', NULL)")
+    assert roles.execute("SELECT count(*) FROM nnn.changes WHERE index_name = 'pv' AND id = 4").fetchone()[0] == 1
