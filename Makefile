@@ -43,9 +43,10 @@ test-pgrx:
 	mkdir -p $(dir $(PGRX_TEST_PGDATA)) && chown postgres $(dir $(PGRX_TEST_PGDATA))
 	cargo pgrx test pg15 --release $(FEATURE_FLAGS) --runas postgres --pgdata $(PGRX_TEST_PGDATA)
 
-## install the release build into the system PostgreSQL 15
+## install the release build into the system PostgreSQL 15, each file renamed into place (a
+## running server's sessions keep their loaded copy)
 install:
-	cargo pgrx install --release $(FEATURE_FLAGS) --pg-config $(PG_CONFIG)
+	FEATURES="$(FEATURES)" PG_CONFIG=$(PG_CONFIG) bash scripts/install.sh
 
 ## 3 + 4. pg_regress and the integration tests on a throw-away cluster
 test-db:
