@@ -247,7 +247,7 @@ impl Augmented {
 mod nnn {
     use super::*;
 
-    /// Gives index `name` a stored generated column `column` of pgvector type `type`
+    /// Gives index `name` a stored generated column `column` of pgvector type `vector_type`
     /// (`'vector'` or `'halfvec'`) holding `[embedding, bias]`, always consistent with the row,
     /// and with `method` (`'hnsw'` or `'ivfflat'`) an inner-product index over it built with
     /// `options` (e.g. `'m = 16, ef_construction = 64'`, `'lists = 100'`). A NULL `type`
@@ -256,7 +256,7 @@ mod nnn {
     #[allow(clippy::type_complexity)]
     fn set_augmented(
         name: &str,
-        r#type: Option<&str>,
+        vector_type: Option<&str>,
         method: default!(Option<&str>, "NULL"),
         options: default!(Option<&str>, "NULL"),
         column: default!(&str, "'nnn_augmented'"),
@@ -270,7 +270,7 @@ mod nnn {
         ),
     > {
         let def = lookup(Some(name));
-        TableIterator::once(set(&def, r#type, column, method, options).row())
+        TableIterator::once(set(&def, vector_type, column, method, options).row())
     }
 
     /// `[query, −alpha]` in the query's own type (`real[]`, pgvector's `vector` or `halfvec`):

@@ -1,0 +1,91 @@
+-- nnn 0.1.0 -> 0.2.0: augmented pgvector columns (nnn.set_augmented, nnn.query_vector and
+-- nnn.create_index's augmented options), nnn_search among an id set, and a change log that
+-- only writers of the candidate table may append to. Catalog rows, biases, triggers and
+-- Faiss structures carry over unchanged.
+\echo Use "ALTER EXTENSION nnn UPDATE TO '0.2.0'" to load this file. \quit
+
+ALTER TABLE nnn.indexes ADD COLUMN augmented_column name;
+
+-- Whether the current user may log a change of `id` (NULL: a TRUNCATE) for index `index_name`:
+-- only writers of its candidate table, as its triggers do.
+CREATE FUNCTION nnn.may_log_change(index_name text, id bigint) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(bool_or(CASE WHEN may_log_change.id IS NULL
+                                 THEN pg_catalog.has_table_privilege(i.candidates, 'TRUNCATE')
+                                 ELSE pg_catalog.has_any_column_privilege(i.candidates, 'INSERT, UPDATE')
+                                      OR pg_catalog.has_table_privilege(i.candidates, 'DELETE, TRUNCATE') END), false)
+    FROM nnn.indexes i WHERE i.name = may_log_change.index_name
+$$;
+DROP POLICY changes_append ON nnn.changes;
+CREATE POLICY changes_append ON nnn.changes FOR INSERT WITH CHECK (nnn.may_log_change(index_name, id));
+
+DROP FUNCTION nnn.create_index(text, regclass, text, text, regclass, text, integer, text, text);
+
+CREATE  FUNCTION nnn."create_index"(
+	"name" TEXT, /* & str */
+	"candidates" regclass, /* PgRelation */
+	"id" TEXT, /* & str */
+	"embedding" TEXT, /* & str */
+	"reference" regclass, /* PgRelation */
+	"reference_embedding" TEXT, /* & str */
+	"k" INT DEFAULT 128, /* i32 */
+	"bias_column" TEXT DEFAULT 'nnn_bias', /* & str */
+	"ann" TEXT DEFAULT NULL, /* Option < & str > */
+	"augmented" TEXT DEFAULT NULL, /* Option < & str > */
+	"augmented_index" TEXT DEFAULT NULL, /* Option < & str > */
+	"augmented_options" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS TABLE (
+	"rows" bigint,  /* i64 */
+	"skipped" bigint,  /* i64 */
+	"reference_rows" bigint,  /* i64 */
+	"k" INT,  /* i32 */
+	"seconds" double precision  /* f64 */
+)
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'create_index_augmented_wrapper';
+
+
+
+CREATE  FUNCTION "nnn_search"(
+	"name" TEXT, /* & str */
+	"query" real[], /* Array < f32 > */
+	"k" INT, /* i32 */
+	"ids" bigint[] /* Vec < Option < i64 > > */
+) RETURNS TABLE (
+	"id" bigint,  /* i64 */
+	"score" real  /* f32 */
+)
+STRICT STABLE PARALLEL RESTRICTED 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'nnn_search_among_wrapper';
+
+
+
+CREATE  FUNCTION nnn."query_vector"(
+	"query" anyelement, /* Option < AnyElement > */
+	"alpha" double precision DEFAULT NULL /* Option < f64 > */
+) RETURNS anyelement /* Option < AnyElement > */
+STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'query_vector_wrapper';
+
+
+
+CREATE  FUNCTION nnn."set_augmented"(
+	"name" TEXT, /* & str */
+	"vector_type" TEXT, /* Option < & str > */
+	"method" TEXT DEFAULT NULL, /* Option < & str > */
+	"options" TEXT DEFAULT NULL, /* Option < & str > */
+	"column" TEXT DEFAULT 'nnn_augmented' /* & str */
+) RETURNS TABLE (
+	"column_name" TEXT,  /* Option < String > */
+	"dimensions" INT,  /* Option < i32 > */
+	"index_name" TEXT,  /* Option < String > */
+	"seconds" double precision  /* f64 */
+)
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'set_augmented_wrapper';
+
+
