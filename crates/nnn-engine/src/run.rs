@@ -59,17 +59,30 @@ fn pool(threads: usize) -> Result<Arc<ThreadPool>> {
 }
 
 /// Runs `f` with every signal blocked on this thread, so threads it spawns inherit a full
-/// mask and signals keep going to the caller's thread (a database backend's handlers).
+/// mask and signals keep going to the caller's thread (a database backend's handlers). The
+/// caller's mask comes back when `f` returns or panics (else a panic would leave the backend
+/// deaf to cancels for the rest of the session).
 fn without_signals<T>(f: impl FnOnce() -> T) -> T {
     #[cfg(unix)]
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        let out = f();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-        out
+    {
+        /// Puts the saved signal mask back when dropped.
+        struct Restore(libc::sigset_t);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                // SAFETY: sets this thread's mask to one pthread_sigmask returned.
+                unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
+            }
+        }
+        // SAFETY: plain sigset_t values filled by libc before use; pthread_sigmask changes
+        // only this thread's mask and writes the old one to `old`.
+        let _restore = unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+            Restore(old)
+        };
+        f()
     }
     #[cfg(not(unix))]
     f()
@@ -154,5 +167,33 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "unknown panic".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blocked(signal: i32) -> bool {
+        // SAFETY: reads this thread's mask into a zeroed sigset_t.
+        unsafe {
+            let mut now: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_SETMASK, std::ptr::null(), &mut now);
+            libc::sigismember(&now, signal) == 1
+        }
+    }
+
+    #[test]
+    fn a_panic_inside_without_signals_gives_the_thread_its_mask_back() {
+        std::thread::spawn(|| {
+            assert!(!blocked(libc::SIGINT));
+            assert!(without_signals(|| blocked(libc::SIGINT)));
+            assert!(!blocked(libc::SIGINT));
+            let r = catch_unwind(|| without_signals(|| panic!("inside")));
+            assert!(r.is_err());
+            assert!(!blocked(libc::SIGINT), "a panic left every signal blocked");
+        })
+        .join()
+        .unwrap();
     }
 }
