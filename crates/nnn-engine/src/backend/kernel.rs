@@ -203,10 +203,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kernels_flag_exactly_the_estimates_above_the_floor_for_their_live_rows() {
-        if !available() {
-            return;
-        }
+    #[ignore = "needs AVX2: make test runs it (--ignored avx2) where the CPU has it"]
+    fn avx2_kernels_flag_exactly_the_estimates_above_the_floor_for_their_live_rows() {
+        assert!(available(), "this CPU has no AVX2 kernel");
         let d = 37;
         let a: Vec<f32> = (0..4 * d).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
         let b: Vec<f32> = (0..13 * d).map(|i| ((i * 5) % 13) as f32 - 6.0).collect();
@@ -249,10 +248,9 @@ mod tests {
     }
 
     #[test]
-    fn dot_is_the_f32_inner_product() {
-        if !available() {
-            return;
-        }
+    #[ignore = "needs AVX2: make test runs it (--ignored avx2) where the CPU has it"]
+    fn avx2_dot_is_the_f32_inner_product() {
+        assert!(available(), "this CPU has no AVX2 kernel");
         for n in [0, 1, 7, 8, 31, 32, 33, 100, 384] {
             let x: Vec<f32> = (0..n).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
             let y: Vec<f32> = (0..n).map(|i| ((i * 5) % 13) as f32 * 0.5 - 3.0).collect();

@@ -5,7 +5,7 @@ pub mod cpu;
 pub mod cuda;
 pub mod kernel;
 pub mod quantize;
-pub mod rescore;
+pub(crate) mod rescore;
 
 use crate::control::Control;
 use crate::error::Result;

@@ -21,9 +21,11 @@ const PREFETCH_AHEAD: usize = 4;
 /// The exact score `fl(x·b_j − off[j])` of row `x` against row `j` of `b`: the one
 /// computation every result of the 16-bit path comes from (in the exact pass, and where a
 /// crowded shortlist is settled).
-pub fn exact_score(x: &[f32], b: &Matrix, j: usize, off: &[f32]) -> f32 {
-    debug_assert!(kernel::available());
-    // SAFETY: the 16-bit path runs only where `kernel::available()`; both rows have `d` values.
+///
+/// # Safety
+/// The CPU must have the AVX2 kernel (`kernel::available()`); `x` has `b.dim()` values.
+pub(crate) unsafe fn exact_score(x: &[f32], b: &Matrix, j: usize, off: &[f32]) -> f32 {
+    // SAFETY: the caller guarantees the kernel's CPU features; both rows have `d` values.
     unsafe { kernel::dot(x, b.rows_slice(j, j + 1)) - off[j] }
 }
 
@@ -33,7 +35,10 @@ pub fn exact_score(x: &[f32], b: &Matrix, j: usize, off: &[f32]) -> f32 {
 /// likely in cache) at random: when `b` is larger, the scores are computed column by column
 /// first (three 4-byte values per shortlisted column at most), else row by row as they are
 /// ranked.
-pub fn rescore(a: &Matrix, b: &Matrix, off: &[f32], short: &Shortlists, k: usize, progress: &Progress) -> Result<TopK> {
+/// Panics where the CPU lacks the AVX2 kernel (the 16-bit path that makes shortlists runs only
+/// where it has it).
+pub(crate) fn rescore(a: &Matrix, b: &Matrix, off: &[f32], short: &Shortlists, k: usize, progress: &Progress) -> Result<TopK> {
+    assert!(kernel::available(), "the exact pass needs the AVX2 kernel");
     let values = if b.rows() > a.rows() { Some(by_columns(a, b, off, short, progress)?) } else { None };
     select(a, b, off, short, values.as_deref(), k, progress)
 }
@@ -87,7 +92,8 @@ fn by_columns(a: &Matrix, b: &Matrix, off: &[f32], short: &Shortlists, progress:
                 if let Some(&ahead) = by_col.get(s + n + PREFETCH_AHEAD) {
                     kernel::prefetch(a.rows_slice(ahead as usize, ahead as usize + 1));
                 }
-                values[s + n - first] = exact_score(a.rows_slice(row as usize, row as usize + 1), b, j, off);
+                // SAFETY: `rescore` asserted the kernel; rows of `a` and `b` have the same `d`.
+                values[s + n - first] = unsafe { exact_score(a.rows_slice(row as usize, row as usize + 1), b, j, off) };
             }
             if let Some(&next) = columns.get(i + 2) {
                 kernel::prefetch(b.rows_slice(next, next + 1));
@@ -139,7 +145,8 @@ fn select(
                             if let Some(&ahead) = cols[s..e].get(n + PREFETCH_AHEAD) {
                                 kernel::prefetch(b.rows_slice(ahead as usize, ahead as usize + 1));
                             }
-                            exact_score(x, b, c as usize, off)
+                            // SAFETY: `rescore` asserted the kernel; rows of `a` and `b` have the same `d`.
+                            unsafe { exact_score(x, b, c as usize, off) }
                         }
                     };
                     if v > top.threshold(r - r0) {
