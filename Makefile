@@ -30,10 +30,16 @@ setup:
 test: setup test-engine test-pgrx install test-db
 	@echo "make test: all test levels passed"
 
-## 1. the engine, without PostgreSQL; NVRTC (from the venv) compiles the CUDA kernel
+## 1. the engine, without PostgreSQL; the AVX2 kernel tests where the CPU has AVX2; NVRTC (from
+## the venv) compiles the CUDA kernel
 NVRTC_LIB = $(wildcard $(NNN_VENV)/lib/python3*/site-packages/nvidia/cuda_nvrtc/lib)
 test-engine:
 	cargo test -p nnn-engine --release $(FEATURE_FLAGS)
+ifneq ($(shell grep -m1 -ow avx2 /proc/cpuinfo 2>/dev/null),)
+	cargo test -p nnn-engine --release $(FEATURE_FLAGS) --lib -- --ignored avx2
+else
+	@echo "test-engine: this CPU has no AVX2: the avx2_* tests stay ignored (not run, not passed)"
+endif
 ifneq ($(findstring cuda,$(FEATURES)),)
 	LD_LIBRARY_PATH=$(NVRTC_LIB) cargo test -p nnn-engine --release $(FEATURE_FLAGS) --test cuda -- --ignored nvrtc
 endif
