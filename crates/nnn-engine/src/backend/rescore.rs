@@ -37,7 +37,14 @@ pub(crate) unsafe fn exact_score(x: &[f32], b: &Matrix, j: usize, off: &[f32]) -
 /// ranked.
 /// Panics where the CPU lacks the AVX2 kernel (the 16-bit path that makes shortlists runs only
 /// where it has it).
-pub(crate) fn rescore(a: &Matrix, b: &Matrix, off: &[f32], short: &Shortlists, k: usize, progress: &Progress) -> Result<TopK> {
+pub(crate) fn rescore(
+    a: &Matrix,
+    b: &Matrix,
+    off: &[f32],
+    short: &Shortlists,
+    k: usize,
+    progress: &Progress,
+) -> Result<TopK> {
     assert!(kernel::available(), "the exact pass needs the AVX2 kernel");
     let values = if b.rows() > a.rows() { Some(by_columns(a, b, off, short, progress)?) } else { None };
     select(a, b, off, short, values.as_deref(), k, progress)
