@@ -153,100 +153,6 @@ fn rebuild(def: &IndexDef) -> BuildReport {
     r
 }
 
-/// What `nnn.create_index` is asked to make.
-struct Registration<'a> {
-    name: &'a str,
-    candidates: PgRelation,
-    id: &'a str,
-    embedding: &'a str,
-    reference: PgRelation,
-    reference_embedding: &'a str,
-    k: i32,
-    bias_column: &'a str,
-    ann: Option<&'a str>,
-    augmented: Option<&'a str>,
-    augmented_index: Option<&'a str>,
-    augmented_options: Option<&'a str>,
-}
-
-/// Registers an index (see `nnn.create_index`), builds its biases, augmented column and
-/// Faiss structure as asked, and installs its triggers.
-fn register(r: Registration) -> TableIterator<'static, (i64, i64, i64, i32, f64)> {
-    if r.name.is_empty() || r.name.len() > 40 {
-        fail(
-            ERRCODE_INVALID_NAME,
-            format!("invalid nnn index name \"{}\"", r.name),
-            "Use a name of 1 to 40 characters.",
-        );
-    }
-    let exists = spi_or_raise(
-        Spi::get_one_with_args::<bool>(
-            "SELECT EXISTS (SELECT 1 FROM nnn.indexes WHERE name = $1)",
-            &[DatumWithOid::from(r.name)],
-        ),
-        "reading nnn.indexes",
-    );
-    if exists == Some(true) {
-        fail(
-            ERRCODE_DUPLICATE_OBJECT,
-            format!("nnn index \"{}\" already exists", r.name),
-            "Drop it with nnn.drop_index, or use nnn.refresh to rebuild it.",
-        );
-    }
-    let cand = resolve(r.candidates);
-    let refs = resolve(r.reference);
-    let def = IndexDef {
-        name: r.name.to_string(),
-        id_column: id_column(&cand, r.id),
-        embedding: vector_column(&cand, r.embedding),
-        reference_embedding: vector_column(&refs, r.reference_embedding),
-        bias_column: ensure_bias_column(&cand, r.bias_column),
-        candidates: cand,
-        reference: refs,
-        k: r.k,
-        now: Situation::none(),
-        ann: None,
-        augmented: None,
-    };
-    spi_or_raise(
-        Spi::run_with_args(
-            "INSERT INTO nnn.indexes (name, candidates, id_column, embedding_column, reference, reference_embedding, bias_column, k)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            &[
-                DatumWithOid::from(r.name),
-                DatumWithOid::from(def.candidates.oid),
-                DatumWithOid::from(r.id),
-                DatumWithOid::from(r.embedding),
-                DatumWithOid::from(def.reference.oid),
-                DatumWithOid::from(r.reference_embedding),
-                DatumWithOid::from(r.bias_column),
-                DatumWithOid::from(r.k),
-            ],
-        ),
-        "registering the index",
-    );
-    let mut report = rebuild(&def);
-    if r.augmented.is_some() || r.augmented_index.is_some() {
-        let made = augmented::set(&def, r.augmented, "nnn_augmented", r.augmented_index, r.augmented_options);
-        report.seconds += made.seconds;
-    }
-    let arg = quote_literal(r.name);
-    let t = &def.candidates.sql;
-    for (trigger, event, transition) in triggers(r.name) {
-        spi_or_raise(
-            Spi::run(&format!(
-                "CREATE TRIGGER {trigger} {event} ON {t} {transition}
-                   FOR EACH STATEMENT EXECUTE FUNCTION nnn.candidates_changed({arg})"
-            )),
-            "creating the triggers",
-        );
-    }
-    if let Some(factory) = r.ann {
-        crate::api::ann::build(&def, factory);
-    }
-    report_row(report, r.k)
-}
-
 #[pg_schema]
 mod nnn {
     use super::*;
@@ -275,20 +181,79 @@ mod nnn {
         'static,
         (name!(rows, i64), name!(skipped, i64), name!(reference_rows, i64), name!(k, i32), name!(seconds, f64)),
     > {
-        register(Registration {
-            name,
-            candidates,
-            id,
-            embedding,
-            reference,
-            reference_embedding,
+        if name.is_empty() || name.len() > 40 {
+            fail(
+                ERRCODE_INVALID_NAME,
+                format!("invalid nnn index name \"{name}\""),
+                "Use a name of 1 to 40 characters.",
+            );
+        }
+        let exists = spi_or_raise(
+            Spi::get_one_with_args::<bool>(
+                "SELECT EXISTS (SELECT 1 FROM nnn.indexes WHERE name = $1)",
+                &[DatumWithOid::from(name)],
+            ),
+            "reading nnn.indexes",
+        );
+        if exists == Some(true) {
+            fail(
+                ERRCODE_DUPLICATE_OBJECT,
+                format!("nnn index \"{name}\" already exists"),
+                "Drop it with nnn.drop_index, or use nnn.refresh to rebuild it.",
+            );
+        }
+        let cand = resolve(candidates);
+        let refs = resolve(reference);
+        let def = IndexDef {
+            name: name.to_string(),
+            id_column: id_column(&cand, id),
+            embedding: vector_column(&cand, embedding),
+            reference_embedding: vector_column(&refs, reference_embedding),
+            bias_column: ensure_bias_column(&cand, bias_column),
+            candidates: cand,
+            reference: refs,
             k,
-            bias_column,
-            ann,
-            augmented,
-            augmented_index,
-            augmented_options,
-        })
+            now: Situation::none(),
+            ann: None,
+            augmented: None,
+        };
+        spi_or_raise(
+            Spi::run_with_args(
+                "INSERT INTO nnn.indexes (name, candidates, id_column, embedding_column, reference, reference_embedding, bias_column, k)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    DatumWithOid::from(name),
+                    DatumWithOid::from(def.candidates.oid),
+                    DatumWithOid::from(id),
+                    DatumWithOid::from(embedding),
+                    DatumWithOid::from(def.reference.oid),
+                    DatumWithOid::from(reference_embedding),
+                    DatumWithOid::from(bias_column),
+                    DatumWithOid::from(k),
+                ],
+            ),
+            "registering the index",
+        );
+        let mut report = rebuild(&def);
+        if augmented.is_some() || augmented_index.is_some() {
+            let made = augmented::set(&def, augmented, "nnn_augmented", augmented_index, augmented_options);
+            report.seconds += made.seconds;
+        }
+        let arg = quote_literal(name);
+        let t = &def.candidates.sql;
+        for (trigger, event, transition) in triggers(name) {
+            spi_or_raise(
+                Spi::run(&format!(
+                    "CREATE TRIGGER {trigger} {event} ON {t} {transition}
+                       FOR EACH STATEMENT EXECUTE FUNCTION nnn.candidates_changed({arg})"
+                )),
+                "creating the triggers",
+            );
+        }
+        if let Some(factory) = ann {
+            crate::api::ann::build(&def, factory);
+        }
+        report_row(report, k)
     }
 
     /// 0.1.0's nine-argument `nnn.create_index`, kept as a C entry point without SQL so that a
@@ -310,7 +275,7 @@ mod nnn {
         'static,
         (name!(rows, i64), name!(skipped, i64), name!(reference_rows, i64), name!(k, i32), name!(seconds, f64)),
     > {
-        register(Registration {
+        create_index_augmented(
             name,
             candidates,
             id,
@@ -320,10 +285,10 @@ mod nnn {
             k,
             bias_column,
             ann,
-            augmented: None,
-            augmented_index: None,
-            augmented_options: None,
-        })
+            None,
+            None,
+            None,
+        )
     }
 
     /// Unregisters `name` and removes its triggers; the bias column stays unless
