@@ -330,6 +330,7 @@ fn nnn_search_batch(
             "Pass one query per row, e.g. ARRAY[ARRAY[...], ARRAY[...]]::real[][].",
         );
     }
+    // SAFETY: `raw` views the argument array, valid for this call.
     if unsafe { raw.any_nulls() } {
         fail(
             ERRCODE_NULL_VALUE_NOT_ALLOWED,
@@ -337,6 +338,7 @@ fn nnn_search_batch(
             "Vectors must not contain NULL elements.",
         );
     }
+    // SAFETY: as above; the array is real[] with no NULLs (checked just before).
     let data: Vec<f32> = unsafe { raw.data::<f32>().as_ref() }.to_vec();
     if data.iter().any(|v| !v.is_finite()) {
         fail(ERRCODE_DATA_EXCEPTION, "queries contain NaN or Infinity", "Vectors must be finite.");

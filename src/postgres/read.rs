@@ -72,66 +72,69 @@ pub fn check_memory(bytes: usize, what: &str) {
 /// # Safety
 /// `SPI_tuptable` must hold the `n` rows just fetched, with the column layout documented above.
 unsafe fn read_block<K: FromDatum>(out: &mut Rows<K>, n: usize, what: &str) {
-    let tt = pg_sys::SPI_tuptable;
-    let desc = (*tt).tupdesc;
-    let natts = (*desc).natts;
-    for i in 0..n {
-        let tup = *(*tt).vals.add(i);
-        let mut null = false;
-        let key_datum = pg_sys::SPI_getbinval(tup, desc, 1, &mut null);
-        let Some(key) = K::from_datum(key_datum, null) else {
-            out.skipped += 1;
-            continue;
-        };
-        let vec_datum = pg_sys::SPI_getbinval(tup, desc, 2, &mut null);
-        if null {
-            out.skipped += 1;
-            continue;
-        }
-        let extra = if natts >= 3 {
-            let d = pg_sys::SPI_getbinval(tup, desc, 3, &mut null);
+    // SAFETY: SPI_tuptable holds the `n` rows just fetched with the documented columns (see # Safety); the datums read are detoasted before use.
+    unsafe {
+        let tt = pg_sys::SPI_tuptable;
+        let desc = (*tt).tupdesc;
+        let natts = (*desc).natts;
+        for i in 0..n {
+            let tup = *(*tt).vals.add(i);
+            let mut null = false;
+            let key_datum = pg_sys::SPI_getbinval(tup, desc, 1, &mut null);
+            let Some(key) = K::from_datum(key_datum, null) else {
+                out.skipped += 1;
+                continue;
+            };
+            let vec_datum = pg_sys::SPI_getbinval(tup, desc, 2, &mut null);
             if null {
                 out.skipped += 1;
                 continue;
             }
-            Some(f32::from_datum(d, false).unwrap_or(0.0))
-        } else {
-            None
-        };
-        let arr = pg_sys::pg_detoast_datum(vec_datum.cast_mut_ptr()) as *mut pg_sys::ArrayType;
-        let mut raw = RawArray::from_ptr(NonNull::new_unchecked(arr));
-        if raw.any_nulls() {
-            fail(
-                ERRCODE_NULL_VALUE_NOT_ALLOWED,
-                format!(
-                    "{what}: row {} has an embedding with a NULL component",
-                    out.keys.len() + out.skipped as usize + 1
-                ),
-                "Embeddings must not contain NULL elements; fix or remove the row.",
-            );
-        }
-        let values: &[f32] = raw.data::<f32>().as_ref();
-        if out.dim == 0 {
-            out.dim = values.len();
-        }
-        if values.len() != out.dim || values.is_empty() {
-            fail(
-                ERRCODE_DATA_EXCEPTION,
-                format!("{what}: an embedding has dimension {}, expected {}", values.len(), out.dim),
-                "All embeddings of a table, its reference set and the queries must have the same dimension.",
-            );
-        }
-        if values.iter().any(|v| !v.is_finite()) {
-            fail(
-                ERRCODE_DATA_EXCEPTION,
-                format!("{what}: an embedding contains NaN or Infinity"),
-                "Embeddings must be finite; fix or remove the row.",
-            );
-        }
-        out.data.extend_from_slice(values);
-        out.keys.push(key);
-        if let Some(e) = extra {
-            out.extra.push(e);
+            let extra = if natts >= 3 {
+                let d = pg_sys::SPI_getbinval(tup, desc, 3, &mut null);
+                if null {
+                    out.skipped += 1;
+                    continue;
+                }
+                Some(f32::from_datum(d, false).unwrap_or(0.0))
+            } else {
+                None
+            };
+            let arr = pg_sys::pg_detoast_datum(vec_datum.cast_mut_ptr()) as *mut pg_sys::ArrayType;
+            let mut raw = RawArray::from_ptr(NonNull::new_unchecked(arr));
+            if raw.any_nulls() {
+                fail(
+                    ERRCODE_NULL_VALUE_NOT_ALLOWED,
+                    format!(
+                        "{what}: row {} has an embedding with a NULL component",
+                        out.keys.len() + out.skipped as usize + 1
+                    ),
+                    "Embeddings must not contain NULL elements; fix or remove the row.",
+                );
+            }
+            let values: &[f32] = raw.data::<f32>().as_ref();
+            if out.dim == 0 {
+                out.dim = values.len();
+            }
+            if values.len() != out.dim || values.is_empty() {
+                fail(
+                    ERRCODE_DATA_EXCEPTION,
+                    format!("{what}: an embedding has dimension {}, expected {}", values.len(), out.dim),
+                    "All embeddings of a table, its reference set and the queries must have the same dimension.",
+                );
+            }
+            if values.iter().any(|v| !v.is_finite()) {
+                fail(
+                    ERRCODE_DATA_EXCEPTION,
+                    format!("{what}: an embedding contains NaN or Infinity"),
+                    "Embeddings must be finite; fix or remove the row.",
+                );
+            }
+            out.data.extend_from_slice(values);
+            out.keys.push(key);
+            if let Some(e) = extra {
+                out.extra.push(e);
+            }
         }
     }
 }

@@ -429,6 +429,7 @@ mod tests {
                 .chunks_exact(d)
                 .zip(off)
                 .enumerate()
+                // SAFETY: the test runs only where the kernel is available (asserted above).
                 .map(|(j, (y, o))| (unsafe { kernel::dot(x, y) } - o, j as u32))
                 .collect();
             row.sort_by(|p, q| q.0.total_cmp(&p.0).then(p.1.cmp(&q.1)));

@@ -359,10 +359,11 @@ impl CudaBackend {
                 .result()
                 .map_err(|e| gpu_error("cuBLAS math mode", e))?;
             let ctx = s.context();
-            // SAFETY: every staging element is written before it is copied (whole tiles only).
             let mut staging = match tiles > 1 {
                 true => vec![
+                    // SAFETY: every staging element is written before it is copied (whole tiles only).
                     unsafe { ctx.alloc_pinned::<f32>(width * d) }.map_err(alloc)?,
+                    // SAFETY: as above.
                     unsafe { ctx.alloc_pinned::<f32>(width * d) }.map_err(alloc)?,
                 ],
                 false => Vec::new(),

@@ -68,47 +68,50 @@ pub unsafe fn micro_kernel<const R: usize>(
     out: &mut [f32; MR * NR],
     ahead: &[i16],
 ) -> u128 {
-    use std::arch::x86_64::*;
-    debug_assert!(R <= MR && a.len() >= MR * 2 * pairs && b.len() >= NR * 2 * pairs);
-    let (a, b) = (a.as_ptr(), b.as_ptr());
-    let mut c = [[_mm256_setzero_si256(); 2]; R];
-    let step = |c: &mut [[__m256i; 2]; R], p: usize| {
-        let b0 = _mm256_loadu_si256(b.add(p * 2 * NR).cast());
-        let b1 = _mm256_loadu_si256(b.add(p * 2 * NR + 16).cast());
-        for (r, acc) in c.iter_mut().enumerate() {
-            let av = _mm256_set1_epi32(a.add((p * MR + r) * 2).cast::<i32>().read_unaligned());
-            acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(av, b0));
-            acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(av, b1));
+    // SAFETY: the caller guarantees AVX2 and FMA and the panel lengths (see # Safety).
+    unsafe {
+        use std::arch::x86_64::*;
+        debug_assert!(R <= MR && a.len() >= MR * 2 * pairs && b.len() >= NR * 2 * pairs);
+        let (a, b) = (a.as_ptr(), b.as_ptr());
+        let mut c = [[_mm256_setzero_si256(); 2]; R];
+        let step = |c: &mut [[__m256i; 2]; R], p: usize| {
+            let b0 = _mm256_loadu_si256(b.add(p * 2 * NR).cast());
+            let b1 = _mm256_loadu_si256(b.add(p * 2 * NR + 16).cast());
+            for (r, acc) in c.iter_mut().enumerate() {
+                let av = _mm256_set1_epi32(a.add((p * MR + r) * 2).cast::<i32>().read_unaligned());
+                acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(av, b0));
+                acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(av, b1));
+            }
+        };
+        // Two pairs per loop turn, one prefetch each.
+        let mut p = 0;
+        while p + 2 <= pairs {
+            if 16 * p < ahead.len() {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.as_ptr().add(16 * p).cast());
+            }
+            step(&mut c, p);
+            step(&mut c, p + 1);
+            p += 2;
         }
-    };
-    // Two pairs per loop turn, one prefetch each.
-    let mut p = 0;
-    while p + 2 <= pairs {
-        if 16 * p < ahead.len() {
-            _mm_prefetch::<_MM_HINT_T0>(ahead.as_ptr().add(16 * p).cast());
+        if p < pairs {
+            step(&mut c, p);
         }
-        step(&mut c, p);
-        step(&mut c, p + 1);
-        p += 2;
+        let (i0, i1) = (_mm256_loadu_ps(b_inv.as_ptr()), _mm256_loadu_ps(b_inv.as_ptr().add(8)));
+        let (o0, o1) = (_mm256_loadu_ps(off.as_ptr()), _mm256_loadu_ps(off.as_ptr().add(8)));
+        let mut hits = 0u128;
+        for (r, acc) in c.iter().enumerate() {
+            let ar = _mm256_set1_ps(a_inv[r]);
+            let v0 = _mm256_fmsub_ps(_mm256_cvtepi32_ps(acc[0]), _mm256_mul_ps(ar, i0), o0);
+            let v1 = _mm256_fmsub_ps(_mm256_cvtepi32_ps(acc[1]), _mm256_mul_ps(ar, i1), o1);
+            _mm256_storeu_ps(out.as_mut_ptr().add(r * NR), v0);
+            _mm256_storeu_ps(out.as_mut_ptr().add(r * NR + 8), v1);
+            let t = _mm256_set1_ps(floor[r]);
+            let low = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v0, t)) as u128;
+            let high = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v1, t)) as u128;
+            hits |= (low | high << 8) << (r * NR);
+        }
+        hits
     }
-    if p < pairs {
-        step(&mut c, p);
-    }
-    let (i0, i1) = (_mm256_loadu_ps(b_inv.as_ptr()), _mm256_loadu_ps(b_inv.as_ptr().add(8)));
-    let (o0, o1) = (_mm256_loadu_ps(off.as_ptr()), _mm256_loadu_ps(off.as_ptr().add(8)));
-    let mut hits = 0u128;
-    for (r, acc) in c.iter().enumerate() {
-        let ar = _mm256_set1_ps(a_inv[r]);
-        let v0 = _mm256_fmsub_ps(_mm256_cvtepi32_ps(acc[0]), _mm256_mul_ps(ar, i0), o0);
-        let v1 = _mm256_fmsub_ps(_mm256_cvtepi32_ps(acc[1]), _mm256_mul_ps(ar, i1), o1);
-        _mm256_storeu_ps(out.as_mut_ptr().add(r * NR), v0);
-        _mm256_storeu_ps(out.as_mut_ptr().add(r * NR + 8), v1);
-        let t = _mm256_set1_ps(floor[r]);
-        let low = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v0, t)) as u128;
-        let high = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v1, t)) as u128;
-        hits |= (low | high << 8) << (r * NR);
-    }
-    hits
 }
 
 /// Portable stand-in with the same contract, for targets without the kernel (never called
@@ -151,31 +154,34 @@ pub unsafe fn micro_kernel<const R: usize>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn dot(x: &[f32], y: &[f32]) -> f32 {
-    use std::arch::x86_64::*;
-    debug_assert_eq!(x.len(), y.len());
-    let n = x.len();
-    let (xp, yp) = (x.as_ptr(), y.as_ptr());
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let mut i = 0;
-    while i + 32 <= n {
-        for (j, a) in acc.iter_mut().enumerate() {
-            *a = _mm256_fmadd_ps(_mm256_loadu_ps(xp.add(i + 8 * j)), _mm256_loadu_ps(yp.add(i + 8 * j)), *a);
+    // SAFETY: the caller guarantees AVX2 and FMA and equal lengths (see # Safety).
+    unsafe {
+        use std::arch::x86_64::*;
+        debug_assert_eq!(x.len(), y.len());
+        let n = x.len();
+        let (xp, yp) = (x.as_ptr(), y.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 32 <= n {
+            for (j, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(_mm256_loadu_ps(xp.add(i + 8 * j)), _mm256_loadu_ps(yp.add(i + 8 * j)), *a);
+            }
+            i += 32;
         }
-        i += 32;
+        while i + 8 <= n {
+            acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(xp.add(i)), _mm256_loadu_ps(yp.add(i)), acc[0]);
+            i += 8;
+        }
+        let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let v = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+        let mut s = _mm_cvtss_f32(_mm_add_ss(v, _mm_movehdup_ps(v)));
+        while i < n {
+            s = x[i].mul_add(y[i], s);
+            i += 1;
+        }
+        s
     }
-    while i + 8 <= n {
-        acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(xp.add(i)), _mm256_loadu_ps(yp.add(i)), acc[0]);
-        i += 8;
-    }
-    let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    let v = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-    let v = _mm_add_ps(v, _mm_movehl_ps(v, v));
-    let mut s = _mm_cvtss_f32(_mm_add_ss(v, _mm_movehdup_ps(v)));
-    while i < n {
-        s = x[i].mul_add(y[i], s);
-        i += 1;
-    }
-    s
 }
 
 /// Asks the CPU to start loading `x` into cache (all of its 64-byte lines), so that a later
@@ -218,6 +224,7 @@ mod tests {
             |q: &Quantized, width: usize, r: usize, i: usize| i32::from(q.panel(0)[(i / 2 * width + r) * 2 + i % 2]);
         for live in 1..=MR {
             let mut out = [12345f32; MR * NR];
+            // SAFETY: AVX2 asserted at the test's start; the panels hold MR and NR rows of `pairs`.
             let hits = unsafe {
                 KERNELS[live - 1](qa.pairs, qa.panel(0), qb.panel(0), a_inv, b_inv, &off, &floor, &mut out, qb.panel(0))
             };
@@ -255,7 +262,9 @@ mod tests {
             let x: Vec<f32> = (0..n).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
             let y: Vec<f32> = (0..n).map(|i| ((i * 5) % 13) as f32 * 0.5 - 3.0).collect();
             let exact: f32 = x.iter().zip(&y).map(|(a, b)| a * b).sum();
-            assert_eq!(unsafe { dot(&x, &y) }, exact, "n = {n} (small integers: every order is exact)");
+            // SAFETY: AVX2 asserted at the test's start; x and y have equal length.
+            let got = unsafe { dot(&x, &y) };
+            assert_eq!(got, exact, "n = {n} (small integers: every order is exact)");
         }
     }
 }

@@ -126,72 +126,75 @@ fn round_row(x: &[f32], panel: &mut [i16], r: usize, width: usize) -> Option<Row
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn round_row_avx2(x: &[f32], panel: &mut [i16], r: usize, width: usize) -> Option<RowScale> {
-    use std::arch::x86_64::*;
-    // Eight values from `i` on, zeros past the end.
-    let load = |i: usize| {
-        if i + 8 <= x.len() {
-            _mm256_loadu_ps(x.as_ptr().add(i))
-        } else {
-            let mut tail = [0f32; 8];
-            tail[..x.len() - i].copy_from_slice(&x[i..]);
-            _mm256_loadu_ps(tail.as_ptr())
+    // SAFETY: only called where `kernel::available()` (AVX2 and FMA); loads stay within `x`.
+    unsafe {
+        use std::arch::x86_64::*;
+        // Eight values from `i` on, zeros past the end.
+        let load = |i: usize| {
+            if i + 8 <= x.len() {
+                _mm256_loadu_ps(x.as_ptr().add(i))
+            } else {
+                let mut tail = [0f32; 8];
+                tail[..x.len() - i].copy_from_slice(&x[i..]);
+                _mm256_loadu_ps(tail.as_ptr())
+            }
+        };
+        let lanes = |v: __m256| {
+            let mut out = [0f32; 8];
+            _mm256_storeu_ps(out.as_mut_ptr(), v);
+            out
+        };
+        let sum = |v: __m256| lanes(v).iter().sum::<f32>();
+        let (mut squares, mut largest) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        for i in (0..x.len()).step_by(8) {
+            let v = load(i);
+            squares = _mm256_fmadd_ps(v, v, squares);
+            largest = _mm256_max_ps(largest, _mm256_andnot_ps(_mm256_set1_ps(-0.0), v));
         }
-    };
-    let lanes = |v: __m256| {
-        let mut out = [0f32; 8];
-        _mm256_storeu_ps(out.as_mut_ptr(), v);
-        out
-    };
-    let sum = |v: __m256| lanes(v).iter().sum::<f32>();
-    let (mut squares, mut largest) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-    for i in (0..x.len()).step_by(8) {
-        let v = load(i);
-        squares = _mm256_fmadd_ps(v, v, squares);
-        largest = _mm256_max_ps(largest, _mm256_andnot_ps(_mm256_set1_ps(-0.0), v));
-    }
-    let norm = f64::from(sum(squares)).sqrt();
-    let largest = f64::from(lanes(largest).iter().fold(0f32, |m, &v| m.max(v)));
-    if !norm.is_finite() {
-        return None;
-    }
-    if largest == 0.0 {
-        return Some(RowScale::default());
-    }
-    // (a tiny row whose squares vanish in f32 has norm 0 here: out of range too)
-    if !(NORM_RANGE.0..=NORM_RANGE.1).contains(&norm) {
-        return None;
-    }
-    let sigma = (NORM / norm).min(f64::from(i16::MAX - 1) / largest) as f32;
-    let s = _mm256_set1_ps(sigma);
-    let (mut rounded, mut error) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-    for i in (0..x.len()).step_by(8) {
-        let v = load(i);
-        let near = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(s, v));
-        let moved = _mm256_fmsub_ps(s, v, near);
-        rounded = _mm256_fmadd_ps(near, near, rounded);
-        error = _mm256_fmadd_ps(moved, moved, error);
-        let ints = _mm256_cvtps_epi32(near);
-        // four pairs of dimensions, each an i32 lane, to their places in the panel
-        let pairs = _mm_packs_epi32(_mm256_castsi256_si128(ints), _mm256_extracti128_si256::<1>(ints));
-        let words = [
-            _mm_extract_epi32::<0>(pairs),
-            _mm_extract_epi32::<1>(pairs),
-            _mm_extract_epi32::<2>(pairs),
-            _mm_extract_epi32::<3>(pairs),
-        ];
-        for (j, &two) in words.iter().enumerate().take((x.len() - i).div_ceil(2)) {
-            let at = ((i / 2 + j) * width + r) * 2;
-            panel[at] = two as i16;
-            panel[at + 1] = (two >> 16) as i16;
+        let norm = f64::from(sum(squares)).sqrt();
+        let largest = f64::from(lanes(largest).iter().fold(0f32, |m, &v| m.max(v)));
+        if !norm.is_finite() {
+            return None;
         }
+        if largest == 0.0 {
+            return Some(RowScale::default());
+        }
+        // (a tiny row whose squares vanish in f32 has norm 0 here: out of range too)
+        if !(NORM_RANGE.0..=NORM_RANGE.1).contains(&norm) {
+            return None;
+        }
+        let sigma = (NORM / norm).min(f64::from(i16::MAX - 1) / largest) as f32;
+        let s = _mm256_set1_ps(sigma);
+        let (mut rounded, mut error) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        for i in (0..x.len()).step_by(8) {
+            let v = load(i);
+            let near = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(s, v));
+            let moved = _mm256_fmsub_ps(s, v, near);
+            rounded = _mm256_fmadd_ps(near, near, rounded);
+            error = _mm256_fmadd_ps(moved, moved, error);
+            let ints = _mm256_cvtps_epi32(near);
+            // four pairs of dimensions, each an i32 lane, to their places in the panel
+            let pairs = _mm_packs_epi32(_mm256_castsi256_si128(ints), _mm256_extracti128_si256::<1>(ints));
+            let words = [
+                _mm_extract_epi32::<0>(pairs),
+                _mm_extract_epi32::<1>(pairs),
+                _mm_extract_epi32::<2>(pairs),
+                _mm_extract_epi32::<3>(pairs),
+            ];
+            for (j, &two) in words.iter().enumerate().take((x.len() - i).div_ceil(2)) {
+                let at = ((i / 2 + j) * width + r) * 2;
+                panel[at] = two as i16;
+                panel[at + 1] = (two >> 16) as i16;
+            }
+        }
+        let root = |v| SUM_SAFETY * f64::from(sum(v)).sqrt() / f64::from(sigma);
+        Some(RowScale {
+            inv: (1.0 / f64::from(sigma)) as f32,
+            norm: SUM_SAFETY * norm,
+            rounded_norm: root(rounded),
+            error: root(error),
+        })
     }
-    let root = |v| SUM_SAFETY * f64::from(sum(v)).sqrt() / f64::from(sigma);
-    Some(RowScale {
-        inv: (1.0 / f64::from(sigma)) as f32,
-        norm: SUM_SAFETY * norm,
-        rounded_norm: root(rounded),
-        error: root(error),
-    })
 }
 
 /// Factor on the norms [`round_row_avx2`] reports, for the f32 rounding of its sums.
