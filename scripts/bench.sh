@@ -21,4 +21,5 @@ fi
 trap 'cluster_stop; rm -f "$out"' EXIT
 cluster_start
 "$NNN_VENV/bin/python" scripts/bench_sql.py "$out"
+"$NNN_VENV/bin/python" scripts/bench_changelog.py
 "$NNN_VENV/bin/python" scripts/bench_planner.py

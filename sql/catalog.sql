@@ -83,6 +83,8 @@ CREATE TABLE nnn.changes (
     xid        xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id()
 );
 CREATE INDEX changes_index_name_id ON nnn.changes (index_name, id);
+-- A cache's check reads only entries at or after its snapshot's xmin (older ones it has seen).
+CREATE INDEX changes_index_name_xid ON nnn.changes (index_name, xid);
 -- Whether the current user may log a change of `id` (NULL: a TRUNCATE) for index `index_name`:
 -- only writers of its candidate table, as its triggers do.
 CREATE FUNCTION nnn.may_log_change(index_name text, id bigint) RETURNS boolean

@@ -119,7 +119,9 @@ impl Situation {
 
 /// Ids written by transactions that `snapshot` did not see (other than `own_xid`, whose writes
 /// a structure built inside it holds), as the caller's snapshot sees the log; None when data
-/// read under `snapshot` (`rows` rows) cannot be brought up to date this way.
+/// read under `snapshot` (`rows` rows) cannot be brought up to date this way. Only entries
+/// from the snapshot's xmin on are read (an index range): every older transaction had ended
+/// before it was taken, so the cost follows the writes since, not the length of the log.
 pub fn changed_since(index: &str, snapshot: &str, own_xid: Option<&str>, rows: usize) -> Option<Vec<i64>> {
     let (compatible, truncated, ids) = select_first(
         "SELECT pg_catalog.pg_snapshot_xmax(s1) >= pg_catalog.pg_snapshot_xmax(s0)
@@ -130,6 +132,7 @@ pub fn changed_since(index: &str, snapshot: &str, own_xid: Option<&str>, rows: u
                   (SELECT coalesce(bool_or(id IS NULL), false) truncated,
                           coalesce(array_agg(DISTINCT id) FILTER (WHERE id IS NOT NULL), '{}') ids
                    FROM nnn.changes WHERE index_name = $1 AND xid IS DISTINCT FROM $3::xid8
+                     AND xid >= pg_catalog.pg_snapshot_xmin($2::pg_snapshot)
                      AND NOT pg_catalog.pg_visible_in_snapshot(xid, $2::pg_snapshot)) c",
         &[DatumWithOid::from(index), DatumWithOid::from(snapshot), DatumWithOid::from(own_xid)],
         "reading nnn.changes",
