@@ -233,16 +233,6 @@ pub fn set(def: &IndexDef, ty: Option<&str>, column: &str, method: Option<&str>,
     made
 }
 
-/// The row `nnn.set_augmented` and `nnn.create_index`'s augmented option return.
-pub type AugmentedRow = (Option<String>, Option<i32>, Option<String>, f64);
-
-impl Augmented {
-    /// As a result row.
-    pub fn row(self) -> AugmentedRow {
-        (self.column, self.dimensions, self.index, self.seconds)
-    }
-}
-
 #[pg_schema]
 mod nnn {
     use super::*;
@@ -270,7 +260,8 @@ mod nnn {
         ),
     > {
         let def = lookup(Some(name));
-        TableIterator::once(set(&def, vector_type, column, method, options).row())
+        let made = set(&def, vector_type, column, method, options);
+        TableIterator::once((made.column, made.dimensions, made.index, made.seconds))
     }
 
     /// `[query, −alpha]` in the query's own type (`real[]`, pgvector's `vector` or `halfvec`):

@@ -276,6 +276,12 @@ impl CudaBackend {
         &self.name
     }
 
+    /// The plan of a call of `a` against `b` keeping `k` per row, within this call's memory
+    /// budget and with the tile width set now.
+    fn plan_for(&self, a: &Matrix, b: &Matrix, k: usize) -> Result<Plan> {
+        plan(a.rows(), b.rows(), a.dim(), k, self.budget()?, self.tile_cols.load(Ordering::Relaxed))
+    }
+
     /// The memory budget of one call in bytes.
     fn budget(&self) -> Result<usize> {
         match self.memory_limit.load(Ordering::Relaxed) {
@@ -290,7 +296,7 @@ impl CudaBackend {
     /// The products of [`Backend::topk_products`] (same plan, tiles and copies) without the
     /// merges: the FLOP-rate ceiling the benchmark compares with.
     pub fn plain_sgemm(&self, a: &Matrix, b: &Matrix) -> Result<()> {
-        let plan = plan(a.rows(), b.rows(), a.dim(), 0, self.budget()?, self.tile_cols.load(Ordering::Relaxed))?;
+        let plan = self.plan_for(a, b, 0)?;
         self.pass(a, b, None, 0, plan, &mut Unwatched).map(drop)
     }
 
@@ -501,7 +507,7 @@ impl Backend for CudaBackend {
         if k > MAX_K {
             return Err(EngineError::KOutOfRange { k, max: MAX_K, what: "k on the CUDA backend" });
         }
-        let plan = plan(a.rows(), b.rows(), a.dim(), k, self.budget()?, self.tile_cols.load(Ordering::Relaxed))?;
+        let plan = self.plan_for(a, b, k)?;
         self.pass(a, b, offset, k, plan, control)
     }
 }
