@@ -139,18 +139,57 @@ def test_a_long_build_reports_progress_unless_quiet(big, connect):
     c.execute("RESET statement_timeout")
 
 
-def test_statement_timeout_stops_a_long_batch_search(big, connect):
+@pytest.fixture(scope="module")
+def many(big, dbname):
+    """An index over 800,000 candidates (reference: 1,000 rows, a quick build), so that a batch
+    of big_ref's 200,000 queries is 10 TFLOP: about a minute on this 2-core machine, still
+    several seconds on CPUs twenty times faster."""
+    with psycopg.connect(dbname=dbname, autocommit=True) as c:
+        c.execute("CREATE TABLE many_cand AS SELECT row_number() OVER () AS id, emb FROM big_ref, generate_series(1, 4)")
+        c.execute("ALTER TABLE many_cand ADD PRIMARY KEY (id)")
+        c.execute("CREATE TABLE small_ref AS SELECT emb FROM big_ref LIMIT 1000")
+        c.execute("SELECT nnn.create_index('manyidx', 'many_cand', 'id', 'emb', 'small_ref', 'emb', k => 16)")
+    return "manyidx"
+
+
+def warm(c):
+    """Caches the candidates in this session, so that a timed statement is engine work."""
+    assert c.execute("SELECT count(*) FROM nnn_search('manyidx', (SELECT emb FROM big_cand WHERE id = 1), 3)").fetchone()[0] == 3
+
+
+BATCH = "SELECT count(*) FROM nnn_search_batch('manyidx', (SELECT array_agg(emb) FROM big_ref), 10)"
+
+
+def test_statement_timeout_stops_a_long_batch_search(many, connect):
     c = connect()
-    c.execute("SELECT nnn.create_index('bigidx', 'big_cand', 'id', 'emb', 'big_ref', 'emb', k => 16)")
+    warm(c)
     c.execute("SET statement_timeout = '2s'")
     t = time.monotonic()
     with pytest.raises(psycopg.errors.QueryCanceled, match="statement timeout"):
-        # 200,000 queries x 20,000 candidates: several seconds of work
-        c.execute("SELECT count(*) FROM nnn_search_batch('bigidx', (SELECT array_agg(emb) FROM big_ref), 10)")
+        c.execute(BATCH)
     assert time.monotonic() - t < 3.0
     c.execute("RESET statement_timeout")
-    assert c.execute("SELECT count(*) FROM nnn_search('bigidx', (SELECT emb FROM big_cand WHERE id = 1), 3)").fetchone()[0] == 3
-    c.execute("SELECT nnn.drop_index('bigidx')")
+    warm(c)
+
+
+def test_pg_cancel_backend_stops_a_batch_search_from_its_progress(many, connect):
+    """Cancelled from the batch's first progress NOTICE, i.e. while the engine computes."""
+    c, admin = connect(), connect()
+    warm(c)
+    pid = c.info.backend_pid
+    cancelled_at = []
+
+    def cancel_on_progress(notice):
+        if notice.message_primary.startswith('nnn: search of nnn index "manyidx"') and not cancelled_at:
+            cancelled_at.append(time.monotonic())
+            admin.execute("SELECT pg_cancel_backend(%s)", (pid,))
+
+    c.add_notice_handler(cancel_on_progress)
+    with pytest.raises(psycopg.errors.QueryCanceled):
+        c.execute(BATCH)
+    assert cancelled_at, "the batch ended before its first progress report"
+    assert time.monotonic() - cancelled_at[0] < 1.0
+    warm(c)
 
 
 def test_only_writers_of_the_candidate_table_append_to_the_change_log(roles, connect):
