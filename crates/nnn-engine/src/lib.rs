@@ -5,6 +5,7 @@
 //!   whose prefix mean is the NNN bias.
 //! - [`search::search`]: top-k of `q·r − α·bias(r)` for one query or a batch.
 //! - [`dn::DistributionShift`]: the DN ranker's mean shifts.
+//! - [`evaluate::evaluate`]: recall and MRR of a grid of rankers on labelled queries.
 //! - `faiss` (feature `faiss`): approximate search over `[r, bias]` and a Faiss backend.
 //!
 //! Work runs on a rayon pool of an explicit size; a [`control::Control`] polled on the
@@ -15,6 +16,7 @@ pub mod bias;
 pub mod control;
 pub mod dn;
 pub mod error;
+pub mod evaluate;
 #[cfg(feature = "faiss")]
 pub mod faiss;
 pub mod matrix;
