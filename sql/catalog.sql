@@ -17,7 +17,9 @@ CREATE TABLE nnn.indexes (
     log_epoch           bigint NOT NULL DEFAULT 0,
     -- the stored generated column [embedding, bias] as pgvector's vector/halfvec, if any
     -- (nnn.set_augmented)
-    augmented_column    name
+    augmented_column    name,
+    -- the index's own bias weight (nnn.set_alpha, nnn.tune); NULL: nnn.alpha
+    alpha               real CHECK (alpha = alpha AND alpha BETWEEN -1000 AND 1000)
 );
 SELECT pg_catalog.pg_extension_config_dump('nnn.indexes', '');
 ALTER TABLE nnn.indexes ENABLE ROW LEVEL SECURITY;

@@ -1,10 +1,12 @@
 -- nnn 0.1.0 -> 0.2.0: augmented pgvector columns (nnn.set_augmented, nnn.query_vector and
--- nnn.create_index's augmented options), nnn_search among an id set, and a change log that
+-- nnn.create_index's augmented options), nnn_search among an id set, evaluation and tuning
+-- (nnn.evaluate, nnn.tune) with a per-index alpha (nnn.set_alpha, nnn.index_alpha), and a change log that
 -- only writers of the candidate table may append to and that searches read by xid range. Catalog rows, biases, triggers and
 -- Faiss structures carry over unchanged.
 \echo Use "ALTER EXTENSION nnn UPDATE TO '0.2.0'" to load this file. \quit
 
 ALTER TABLE nnn.indexes ADD COLUMN augmented_column name;
+ALTER TABLE nnn.indexes ADD COLUMN alpha real CHECK (alpha = alpha AND alpha BETWEEN -1000 AND 1000);
 
 -- A cache's check reads only entries at or after its snapshot's xmin (older ones it has seen).
 CREATE INDEX changes_index_name_xid ON nnn.changes (index_name, xid);

@@ -1,6 +1,6 @@
 //! The `nnn.*` settings. All are per session (`SET`, `SET LOCAL`, `ALTER ROLE … SET`).
 
-use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
+use pgrx::{pg_sys, GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 use std::ffi::CString;
 
 /// Weight of the bias at query time: score = q·r − alpha·bias(r).
@@ -43,6 +43,29 @@ pub enum BackendChoice {
     Faiss,
     /// The first NVIDIA GPU (cuBLAS); builds with the `cuda` feature only.
     Cuda,
+}
+
+/// The α a search of an index ranks with: `nnn.alpha` when it is set anywhere (SET, ALTER
+/// ROLE/DATABASE … SET, the configuration file), else the index's own (`stored`), else
+/// `nnn.alpha`'s default.
+pub fn alpha_for(stored: Option<f32>) -> f32 {
+    match stored {
+        Some(a) if !alpha_is_set() => a,
+        _ => ALPHA.get() as f32,
+    }
+}
+
+/// Whether `nnn.alpha` has a value from any source other than its built-in default.
+fn alpha_is_set() -> bool {
+    // SAFETY: reads PostgreSQL's table of settings on the backend's main thread; its entries
+    // live as long as the process and `GetNumConfigOptions` counts them.
+    unsafe {
+        let vars = pg_sys::get_guc_variables();
+        (0..pg_sys::GetNumConfigOptions() as usize).map(|i| *vars.add(i)).any(|g| {
+            std::ffi::CStr::from_ptr((*g).name) == c"nnn.alpha"
+                && (*g).source > pg_sys::GucSource::PGC_S_DYNAMIC_DEFAULT
+        })
+    }
 }
 
 /// Defines every setting; called from `_PG_init`.

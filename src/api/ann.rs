@@ -3,7 +3,7 @@
 //! which are re-read and re-scored under the caller's snapshot, and rows changed since it was
 //! built (from `nnn.changes`) are scored exactly beside it.
 
-use super::catalog::{lookup, IndexDef};
+use super::catalog::{check_owner, lookup, IndexDef};
 use crate::postgres::errors::{fail, spi_or_raise};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -23,21 +23,6 @@ pub struct AnnReport {
 
 fn report_row(r: AnnReport) -> TableIterator<'static, (i64, i64, i64, f64)> {
     TableIterator::once((r.live_rows, r.dead_rows, r.bytes, r.seconds))
-}
-
-/// Fails unless the caller may write the catalog rows of `name`.
-fn check_owner(name: &str) {
-    let owns = spi_or_raise(
-        Spi::get_one_with_args::<bool>("SELECT nnn.owns_index($1)", &[DatumWithOid::from(name)]),
-        "reading nnn.indexes",
-    );
-    if owns != Some(true) {
-        fail(
-            ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!("must be a member of the owner of nnn index \"{name}\"'s candidate table"),
-            "Ask the table's owner to run this.",
-        );
-    }
 }
 
 #[cfg(not(feature = "faiss"))]
@@ -206,7 +191,7 @@ mod with_faiss {
         let q = or_raise(Matrix::from_slice(queries, dim, "query"), what);
         let want = ((k as f64) * guc::RERANK_FACTOR.get()).ceil() as usize;
         let mut control = BackendControl::new(format!("search of {what}"));
-        let alpha = guc::ALPHA.get() as f32;
+        let alpha = def.alpha();
         let proposed =
             or_raise(index.search(&q, alpha, want, &skip, guc::ann_params(), guc::threads(), &mut control), what);
         let mut hits = best_ann(def, &proposed, index.dim(), queries, dim, k, what);

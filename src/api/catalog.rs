@@ -37,6 +37,20 @@ pub struct IndexDef {
     pub ann: Option<AnnDef>,
     /// Quoted name of its augmented pgvector column, if it has one (`nnn.set_augmented`).
     pub augmented: Option<String>,
+    /// The index's own bias weight (`nnn.set_alpha`, `nnn.tune`), if it has one.
+    pub stored_alpha: Option<f32>,
+}
+
+impl IndexDef {
+    /// The α its searches rank with ([`guc::alpha_for`]).
+    pub fn alpha(&self) -> f32 {
+        guc::alpha_for(self.stored_alpha)
+    }
+
+    /// How messages name it.
+    pub fn what(&self) -> String {
+        format!("nnn index \"{}\"", self.name)
+    }
 }
 
 /// An index's row of `nnn.ann`.
@@ -67,7 +81,7 @@ pub fn lookup(name: Option<&str>) -> IndexDef {
                     c.relrowsecurity IS NOT FALSE OR NOT pg_catalog.has_table_privilege(c.oid, 'SELECT'),
                     format('%s|%s|%s|%s', c.oid, c.relfilenode, i.built_at, i.log_epoch),
                     a.factory, a.snapshot::text, a.build_xid::text, format('%s|%s|%s', c.oid, c.relfilenode, a.xmin),
-                    pg_catalog.to_jsonb(i) ->> 'augmented_column'
+                    pg_catalog.to_jsonb(i) ->> 'augmented_column', (pg_catalog.to_jsonb(i) ->> 'alpha')::real
              FROM nnn.indexes i LEFT JOIN pg_catalog.pg_class c ON c.oid = i.candidates
                   LEFT JOIN nnn.ann a ON a.index_name = i.name
              WHERE $1::text IS NULL OR i.name = $1 ORDER BY i.name LIMIT 2",
@@ -100,6 +114,7 @@ pub fn lookup(name: Option<&str>) -> IndexDef {
                     key: text(18),
                 }),
                 augmented: maybe(19).map(quote_identifier),
+                stored_alpha: spi_or_raise(row.get::<f32>(20), "reading nnn.indexes"),
             });
         }
         out
@@ -117,6 +132,22 @@ pub fn lookup(name: Option<&str>) -> IndexDef {
             "Name it: nnn_search('index name', query, k).",
         ),
         _ => found.into_iter().next().unwrap(),
+    }
+}
+
+/// Fails unless the current user may change index `name` (a member of the role that owns its
+/// candidate table).
+pub fn check_owner(name: &str) {
+    let owns = spi_or_raise(
+        Spi::get_one_with_args::<bool>("SELECT nnn.owns_index($1)", &[DatumWithOid::from(name)]),
+        "reading nnn.indexes",
+    );
+    if owns != Some(true) {
+        fail(
+            ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("must be a member of the owner of nnn index \"{name}\"'s candidate table"),
+            "Ask the table's owner to run this.",
+        );
     }
 }
 
@@ -216,6 +247,7 @@ mod nnn {
             now: Situation::none(),
             ann: None,
             augmented: None,
+            stored_alpha: None,
         };
         spi_or_raise(
             Spi::run_with_args(
@@ -328,6 +360,37 @@ mod nnn {
             crate::api::ann::build(&def, &ann.factory);
         }
         report_row(report, k)
+    }
+
+    /// Stores `alpha` as index `name`'s own bias weight, used by its searches unless
+    /// `nnn.alpha` is set (NULL: back to `nnn.alpha`). Returns the α its searches now use.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn set_alpha(name: &str, alpha: Option<f32>) -> f32 {
+        lookup(Some(name));
+        check_owner(name);
+        if alpha.is_some_and(|a| !(a.is_finite() && (-1000.0..=1000.0).contains(&a))) {
+            fail(
+                ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("alpha must be a finite number from -1000 to 1000, got {}", alpha.unwrap_or_default()),
+                "The paper's default is 0.75; nnn.tune finds the best for your data.",
+            );
+        }
+        spi_or_raise(
+            Spi::run_with_args(
+                "UPDATE nnn.indexes SET alpha = $2 WHERE name = $1",
+                &[DatumWithOid::from(name), DatumWithOid::from(alpha)],
+            ),
+            "updating nnn.indexes",
+        );
+        lookup(Some(name)).alpha()
+    }
+
+    /// The α searches of index `name` rank with: `nnn.alpha` when set (SET, ALTER ROLE or
+    /// DATABASE … SET, the configuration file), else the index's own (`nnn.set_alpha`,
+    /// `nnn.tune`), else `nnn.alpha`'s default. For `nnn.query_vector(q, nnn.index_alpha('…'))`.
+    #[pg_extern(stable, parallel_restricted)]
+    fn index_alpha(name: &str) -> f32 {
+        lookup(Some(name)).alpha()
     }
 
     /// Recomputes the biases of the rows of index `name` whose id is in `ids`; rows whose

@@ -7,3 +7,4 @@ pub mod cache;
 pub mod catalog;
 pub mod score;
 pub mod search;
+pub mod tune;

@@ -6,7 +6,6 @@
 use super::catalog::{lookup, IndexDef};
 use super::score::vector_arg;
 use crate::backends::backend;
-use crate::guc;
 use crate::postgres::cache::{self, Content, Entry};
 use crate::postgres::errors::{fail, or_raise};
 use crate::postgres::interrupts::BackendControl;
@@ -33,7 +32,7 @@ fn run(def: &IndexDef, queries: &[f32], dim: usize, k: i32, among: Option<Vec<i6
         fail(ERRCODE_INVALID_PARAMETER_VALUE, format!("k must be at least 1, got {k}"), "Ask for 1 or more results.");
     }
     let k = k as usize;
-    let what = format!("nnn index \"{}\"", def.name);
+    let what = def.what();
     #[cfg(feature = "faiss")]
     if among.is_none() {
         if let Some(hits) = super::ann::search(def, queries, dim, k, &what) {
@@ -59,17 +58,17 @@ fn run(def: &IndexDef, queries: &[f32], dim: usize, k: i32, among: Option<Vec<i6
         let filter = format!("WHERE {} = ANY($1)", def.id_column);
         let rows = read_vectors::<i64>(&select_rows(def, &filter), &[DatumWithOid::from(ids)], &what, None);
         let cands = candidates(rows.data, rows.extra, if rows.keys.is_empty() { dim } else { rows.dim }, &what);
-        return best(&cands, &rows.keys, queries, dim, k, None, &what);
+        return best(def, &cands, &rows.keys, queries, dim, k, None);
     }
     let rows = read_vectors::<i64>(&select_rows(def, ""), &[], &what, None);
     let dim_rows = if rows.keys.is_empty() { dim } else { rows.dim };
     let mut cands = candidates(rows.data, rows.extra, dim_rows, &what);
     if !now.storable {
-        return best(&cands, &rows.keys, queries, dim, k, None, &what);
+        return best(def, &cands, &rows.keys, queries, dim, k, None);
     }
     cache::prepare(&mut cands, &what);
     let entry = Entry::rows(now.key.clone(), now.snapshot.clone(), rows.keys, cands);
-    let hits = best_in_entry(&entry.content, queries, dim, k, among, None, &what);
+    let hits = best_in_entry(def, &entry.content, queries, dim, k, among, None);
     cache::store(&def.name, entry);
     hits
 }
@@ -120,7 +119,7 @@ fn from_cache(
     let Content::Rows { cands, .. } = &entry.content else { return None };
     let mut changed = cache::changed_since(&def.name, &entry.snapshot, None, entry.rows)?;
     let skip: HashSet<i64> = changed.iter().copied().collect();
-    let mut hits = best_in_entry(&entry.content, queries, dim, k, among, Some(&skip), what);
+    let mut hits = best_in_entry(def, &entry.content, queries, dim, k, among, Some(&skip));
     if let Some(wanted) = among {
         changed.retain(|id| wanted.binary_search(id).is_ok());
     }
@@ -132,20 +131,20 @@ fn from_cache(
 /// given, leaving out the ids in `skip`.
 #[allow(clippy::too_many_arguments)]
 fn best_in_entry(
+    def: &IndexDef,
     content: &Content,
     queries: &[f32],
     dim: usize,
     k: usize,
     among: Option<&[i64]>,
     skip: Option<&HashSet<i64>>,
-    what: &str,
 ) -> Vec<Hits> {
     #[allow(irrefutable_let_patterns)] // a second kind of entry exists with the faiss feature
     let Content::Rows { ids, cands, .. } = content
     else {
         return Vec::new();
     };
-    let Some(wanted) = among else { return best(cands, ids, queries, dim, k, skip, what) };
+    let Some(wanted) = among else { return best(def, cands, ids, queries, dim, k, skip) };
     // copy the wanted rows out: a search over them is one small GEMM
     let d = cands.vectors().dim();
     let (v, b) = (cands.vectors().as_slice(), cands.bias().unwrap_or_default());
@@ -157,7 +156,7 @@ fn best_in_entry(
             bias.push(b[p]);
         }
     }
-    best(&candidates(data, bias, d, what), &keys, queries, dim, k, None, what)
+    best(def, &candidates(data, bias, d, &def.what()), &keys, queries, dim, k, None)
 }
 
 /// Reads the rows of `changed` as the caller sees them now (those still visible) and merges
@@ -178,7 +177,7 @@ pub fn merge_fresh(
     }
     let (keys, cands) = read_ids(def, changed, rows_dim, what);
     if !keys.is_empty() {
-        for (all, new) in hits.iter_mut().zip(best(&cands, &keys, queries, dim, k, None, what)) {
+        for (all, new) in hits.iter_mut().zip(best(def, &cands, &keys, queries, dim, k, None)) {
             all.extend(new);
             rank(all);
             all.truncate(k);
@@ -204,7 +203,7 @@ pub fn best_ann(
     let (keys, cands) = read_ids(def, ids, rows_dim, what);
     let at: std::collections::HashMap<i64, usize> = keys.iter().enumerate().map(|(i, &id)| (id, i)).collect();
     let (v, bias) = (cands.vectors().as_slice(), cands.bias().unwrap_or_default());
-    let alpha = guc::ALPHA.get() as f32;
+    let alpha = def.alpha();
     proposed
         .iter()
         .zip(queries.chunks_exact(dim))
@@ -223,16 +222,18 @@ pub fn best_ann(
         .collect()
 }
 
-/// The `k` best of `cands` (ids `ids`) per query, leaving out the ids in `skip`.
+/// The `k` best of `cands` (ids `ids`) per query by index `def`'s α, leaving out the ids in
+/// `skip`.
 fn best(
+    def: &IndexDef,
     cands: &Candidates,
     ids: &[i64],
     queries: &[f32],
     dim: usize,
     k: usize,
     skip: Option<&HashSet<i64>>,
-    what: &str,
 ) -> Vec<Hits> {
+    let what = &def.what();
     if !ids.is_empty() && cands.vectors().dim() != dim {
         fail(
             ERRCODE_DATA_EXCEPTION,
@@ -243,7 +244,7 @@ fn best(
     let q = or_raise(Matrix::from_slice(queries, dim, "query"), what);
     let extra = skip.map_or(0, HashSet::len);
     let mut control = BackendControl::new(format!("search of {what}"));
-    let alpha = guc::ALPHA.get() as f32;
+    let alpha = def.alpha();
     let top = or_raise(
         search(&*backend(2.0 * (q.rows() * ids.len() * dim) as f64), cands, alpha, &q, k + extra, &mut control),
         what,

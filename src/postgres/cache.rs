@@ -143,20 +143,31 @@ pub fn changed_since(index: &str, snapshot: &str, own_xid: Option<&str>, rows: u
     (compatible == Some(true) && truncated == Some(false) && ids.len() <= limit).then_some(ids)
 }
 
-/// Runs `f` on the `kind` entry of `index` if its key matches; a stale entry is dropped.
+/// Runs `f` on the `kind` entry of `index` if its key matches; a stale entry is dropped. The
+/// entry is taken out of the map while `f` runs (its searches call PostgreSQL, which may raise
+/// an error) and put back afterwards, also when `f` raises: the map is never borrowed across
+/// a call into PostgreSQL, so no error path can leave it borrowed for the session's next call.
 pub fn with_entry<T>(index: &str, kind: &'static str, key: &str, f: impl FnOnce(&Entry) -> T) -> Option<T> {
-    ENTRIES.with(|e| {
-        let slot = (index.to_string(), kind);
-        let mut map = e.borrow_mut();
-        match map.get(&slot) {
-            Some(entry) if entry.key == key => Some(f(entry)),
-            Some(_) => {
-                map.remove(&slot);
-                None
+    /// Returns the entry to the map when dropped, unless a newer one was stored meanwhile.
+    struct PutBack(Option<((String, &'static str), Entry)>);
+    impl Drop for PutBack {
+        fn drop(&mut self) {
+            if let Some((slot, entry)) = self.0.take() {
+                ENTRIES.with(|e| {
+                    e.borrow_mut().entry(slot).or_insert(entry);
+                });
             }
-            None => None,
         }
-    })
+    }
+    let slot = (index.to_string(), kind);
+    let entry = ENTRIES.with(|e| {
+        let mut map = e.borrow_mut();
+        let entry = map.remove(&slot)?;
+        (entry.key == key).then_some(entry)
+    })?;
+    let back = PutBack(Some((slot, entry)));
+    let (_, entry) = back.0.as_ref().expect("just put");
+    Some(f(entry))
 }
 
 /// `nnn.cache_mb` in bytes.

@@ -100,6 +100,22 @@ pub fn id_column(table: &Table, column: &str) -> String {
     }
 }
 
+/// Checks that `column` holds candidate ids, one (smallint, integer, bigint) or several (an
+/// array of those), and returns an SQL expression reading it as `bigint[]`.
+pub fn answer_column(table: &Table, column: &str) -> String {
+    let q = quote_identifier(column);
+    match column_type(table, column) {
+        None => missing_column(table, column),
+        Some((_, _, true)) => format!("ARRAY[{q}::bigint]"),
+        Some((ty, _, _)) if ["smallint[]", "integer[]", "bigint[]"].contains(&ty.as_str()) => format!("{q}::bigint[]"),
+        Some((ty, _, _)) => fail(
+            ERRCODE_DATATYPE_MISMATCH,
+            format!("answer column \"{column}\" of relation {} has type {ty}", table.sql),
+            "The answer column holds the id of the right candidate (an integer type) or several ids (an integer array).",
+        ),
+    }
+}
+
 /// Makes sure `table` has a `real` column `column` for biases, adding it when missing.
 /// Returns the quoted column name. An existing column of another type is an error.
 pub fn ensure_bias_column(table: &Table, column: &str) -> String {

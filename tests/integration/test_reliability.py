@@ -192,6 +192,27 @@ def test_pg_cancel_backend_stops_a_batch_search_from_its_progress(many, connect)
     warm(c)
 
 
+def test_pg_cancel_backend_stops_an_evaluation_from_its_progress(many, connect):
+    """20,000 labelled queries against 800,000 candidates (1 TFLOP of products), cancelled
+    from the evaluation's first progress NOTICE."""
+    c, admin = connect(), connect()
+    c.execute("CREATE TEMP TABLE many_q AS SELECT id AS answer, emb FROM many_cand WHERE id <= 20000")
+    pid = c.info.backend_pid
+    cancelled_at = []
+
+    def cancel_on_progress(notice):
+        if notice.message_primary.startswith('nnn: evaluation of nnn index "manyidx"') and not cancelled_at:
+            cancelled_at.append(time.monotonic())
+            admin.execute("SELECT pg_cancel_backend(%s)", (pid,))
+
+    c.add_notice_handler(cancel_on_progress)
+    with pytest.raises(psycopg.errors.QueryCanceled):
+        c.execute("SELECT * FROM nnn.evaluate('manyidx', 'many_q', 'emb', 'answer', '{16}', '{0.5}')")
+    assert cancelled_at, "the evaluation ended before its first progress report"
+    assert time.monotonic() - cancelled_at[0] < 1.0
+    assert c.execute("SELECT 1").fetchone() == (1,)
+
+
 def test_only_writers_of_the_candidate_table_append_to_the_change_log(roles, connect):
     """A role without write privileges on the table cannot log changes (a NULL id would tell
     every session that the table was truncated); a writer's statements still log theirs."""

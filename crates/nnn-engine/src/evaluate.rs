@@ -116,7 +116,7 @@ impl<'a> Labelled<'a> {
 }
 
 /// Every cell of `grid` on `labelled` (plain first, then NNN by k, DN, log-sum-exp by β; α in
-/// the grid's order within each).
+/// the grid's order within each): [`biases`], then [`score_cells`].
 pub fn evaluate(
     backend: &dyn Backend,
     threads: usize,
@@ -127,12 +127,34 @@ pub fn evaluate(
     control: &mut dyn Control,
 ) -> Result<Vec<Cell>> {
     let biases = biases(backend, threads, candidates, reference, grid, control)?;
+    score_cells(threads, candidates, labelled, &biases, &grid.alphas, control)
+}
+
+/// A family's bias of every candidate.
+pub type FamilyBias = (Family, Vec<f32>);
+
+/// Plain search and every bias of `biases` at every α of `alphas`, on `labelled`: the
+/// query–candidate products once per query, then each cell re-ranks them.
+pub fn score_cells(
+    threads: usize,
+    candidates: &Matrix,
+    labelled: &Labelled,
+    biases: &[FamilyBias],
+    alphas: &[f32],
+    control: &mut dyn Control,
+) -> Result<Vec<Cell>> {
     labelled.queries.check_dim(candidates.dim(), "labelled queries vs candidates")?;
-    let mut cells: Vec<(Family, f32, Option<&[f32]>)> = vec![(Family::Plain, 0.0, None)];
-    for (family, bias) in &biases {
-        cells.extend(grid.alphas.iter().map(|&a| (*family, a, Some(bias.as_slice()))));
+    if let Some(a) = alphas.iter().find(|a| !a.is_finite()) {
+        return Err(EngineError::InvalidParameter { name: "alpha", value: a.to_string() });
     }
     let n = candidates.rows();
+    if let Some(&bad) = labelled.answers.iter().flatten().find(|&&c| c as usize >= n) {
+        return Err(EngineError::InvalidParameter { name: "answer", value: format!("candidate row {bad} of {n}") });
+    }
+    let mut cells: Vec<(Family, f32, Option<&[f32]>)> = vec![(Family::Plain, 0.0, None)];
+    for (family, bias) in biases {
+        cells.extend(alphas.iter().map(|&a| (*family, a, Some(bias.as_slice()))));
+    }
     let sums = run_polled(threads, labelled.len() as u64, control, |progress| {
         labelled
             .queries
@@ -177,20 +199,18 @@ pub fn evaluate(
         .collect())
 }
 
-/// The bias of every family in the grid, each over all candidates.
-fn biases(
+/// The bias of every family of `grid` over all candidates (NNN's from one top-`k_max` pass).
+/// Checks the grid: some family and some α, β > 0, k within the reference rows.
+pub fn biases(
     backend: &dyn Backend,
     threads: usize,
     candidates: &Matrix,
     reference: &Matrix,
     grid: &Grid,
     control: &mut dyn Control,
-) -> Result<Vec<(Family, Vec<f32>)>> {
+) -> Result<Vec<FamilyBias>> {
     if grid.alphas.is_empty() || (grid.ks.is_empty() && grid.betas.is_empty() && !grid.dn) {
         return Err(EngineError::Empty { what: "evaluation grid" });
-    }
-    if let Some(a) = grid.alphas.iter().find(|a| !a.is_finite()) {
-        return Err(EngineError::InvalidParameter { name: "alpha", value: a.to_string() });
     }
     if let Some(b) = grid.betas.iter().find(|b| !(b.is_finite() && **b > 0.0)) {
         return Err(EngineError::InvalidParameter { name: "beta", value: b.to_string() });
