@@ -93,4 +93,69 @@ VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'set_augmented_wrapper';
 
+-- evaluation and tuning, an index's own alpha
+CREATE  FUNCTION nnn."evaluate"(
+	"name" TEXT, /* & str */
+	"queries" regclass, /* PgRelation */
+	"query_embedding" TEXT, /* & str */
+	"answer" TEXT, /* & str */
+	"ks" INT[] DEFAULT '{8,32,128,512}', /* Vec < i32 > */
+	"alphas" real[] DEFAULT '{0.25,0.5,0.75,1,1.25}', /* Vec < f32 > */
+	"families" TEXT[] DEFAULT '{nnn}', /* Vec < String > */
+	"betas" real[] DEFAULT '{10,20,50}' /* Vec < f32 > */
+) RETURNS TABLE (
+	"family" TEXT,  /* String */
+	"k" INT,  /* Option < i32 > */
+	"beta" real,  /* Option < f32 > */
+	"alpha" real,  /* f32 */
+	"recall_1" double precision,  /* f64 */
+	"recall_5" double precision,  /* f64 */
+	"recall_10" double precision,  /* f64 */
+	"mrr" double precision,  /* f64 */
+	"queries" INT  /* i32 */
+)
+STRICT STABLE PARALLEL RESTRICTED
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'evaluate_wrapper';
 
+CREATE  FUNCTION nnn."tune"(
+	"name" TEXT, /* & str */
+	"queries" regclass, /* PgRelation */
+	"query_embedding" TEXT, /* & str */
+	"answer" TEXT, /* & str */
+	"ks" INT[] DEFAULT '{8,32,128,512}', /* Vec < i32 > */
+	"alphas" real[] DEFAULT '{0.25,0.5,0.75,1,1.25}', /* Vec < f32 > */
+	"metric" TEXT DEFAULT 'recall_1', /* & str */
+	"tune_fraction" double precision DEFAULT 0.5, /* f64 */
+	"seed" bigint DEFAULT 0, /* i64 */
+	"apply" bool DEFAULT false /* bool */
+) RETURNS TABLE (
+	"pick" TEXT,  /* String */
+	"k" INT,  /* Option < i32 > */
+	"alpha" real,  /* f32 */
+	"tuning" double precision,  /* f64 */
+	"recall_1" double precision,  /* f64 */
+	"recall_5" double precision,  /* f64 */
+	"recall_10" double precision,  /* f64 */
+	"mrr" double precision,  /* f64 */
+	"test_queries" INT,  /* i32 */
+	"applied" bool  /* bool */
+)
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'tune_wrapper';
+
+CREATE  FUNCTION nnn."set_alpha"(
+	"name" TEXT, /* & str */
+	"alpha" real /* Option < f32 > */
+) RETURNS real /* f32 */
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'set_alpha_wrapper';
+
+CREATE  FUNCTION nnn."index_alpha"(
+	"name" TEXT /* & str */
+) RETURNS real /* f32 */
+STRICT STABLE PARALLEL RESTRICTED
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'index_alpha_wrapper';

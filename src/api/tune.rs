@@ -77,8 +77,7 @@ fn read(def: &IndexDef, queries: PgRelation, query_embedding: &str, answer: &str
     Data { candidates, reference: matrix(refs, "reference set"), labelled }
 }
 
-/// Checks grid values that SQL lets through: at least one k and one α, k ≥ 1 and at most the
-/// reference rows.
+/// Checks the k values of a grid: at least one, each from 1 to the reference rows.
 fn checked_ks(ks: &[i32], reference_rows: usize) -> Vec<usize> {
     if ks.is_empty() {
         fail(ERRCODE_INVALID_PARAMETER_VALUE, "ks is empty", "Pass the NNN k values to try, e.g. '{8,32,128}'.");
@@ -97,6 +96,7 @@ fn checked_ks(ks: &[i32], reference_rows: usize) -> Vec<usize> {
         .collect()
 }
 
+/// Checks the α values of a grid: at least one, all finite.
 fn checked_alphas(alphas: &[f32]) -> Vec<f32> {
     if alphas.is_empty() || alphas.iter().any(|a| !a.is_finite()) {
         fail(
@@ -106,6 +106,18 @@ fn checked_alphas(alphas: &[f32]) -> Vec<f32> {
         );
     }
     alphas.to_vec()
+}
+
+/// Checks the β values of a grid: at least one, all positive and finite.
+fn checked_betas(betas: &[f32]) -> Vec<f32> {
+    if betas.is_empty() || betas.iter().any(|b| !(b.is_finite() && *b > 0.0)) {
+        fail(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            "betas must be a non-empty list of positive numbers",
+            "Pass the log-sum-exp temperatures to try, e.g. '{10,20,50}' (larger is closer to the top-1 similarity).",
+        );
+    }
+    betas.to_vec()
 }
 
 /// The biases of `grid` and the cells of `grid.alphas` on `labelled`, on this call's backend.
@@ -200,7 +212,7 @@ mod nnn {
         let grid = Grid {
             ks: if has("nnn") { checked_ks(&ks, data.reference.rows()) } else { Vec::new() },
             alphas: checked_alphas(&alphas),
-            betas: if has("lse") { betas } else { Vec::new() },
+            betas: if has("lse") { checked_betas(&betas) } else { Vec::new() },
             dn: has("dn"),
         };
         let mut control = BackendControl::new(format!("evaluation of {}", def.what()));

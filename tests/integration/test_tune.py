@@ -141,7 +141,7 @@ def test_applying_a_pick_rebuilds_and_stores_it_and_nnn_alpha_still_wins(wn, con
     ("nnn.evaluate('wn', 'wn_q', 'emb', 'answer', '{16}', '{NaN}')", psycopg.errors.InvalidParameterValue, "alphas must be"),
     ("nnn.evaluate('wn', 'nan_q', 'emb', 'answer', '{16}')", psycopg.errors.DataException, "NaN"),
     ("nnn.evaluate('wn', 'wn_q', 'emb', 'answer', families => '{csls}')", psycopg.errors.InvalidParameterValue, "unknown family"),
-    ("nnn.evaluate('wn', 'wn_q', 'emb', 'answer', families => '{lse}', betas => '{0}')", psycopg.errors.InvalidParameterValue, "beta"),
+    ("nnn.evaluate('wn', 'wn_q', 'emb', 'answer', families => '{lse}', betas => '{0}')", psycopg.errors.InvalidParameterValue, "betas must be"),
     ("nnn.evaluate('wn', 'wn_q', 'emb', 'nope')", psycopg.errors.UndefinedColumn, "nope"),
     ("nnn.evaluate('wn', 'wn_q', 'emb', 'emb')", psycopg.errors.DatatypeMismatch, "answer column"),
     ("nnn.evaluate('nope', 'wn_q', 'emb', 'answer')", psycopg.errors.UndefinedObject, "does not exist"),

@@ -73,3 +73,37 @@ def test_update_from_0_1_0_carries_everything_forward(old_db):
         finally:
             c.execute("RESET ROLE")
             c.execute("DROP ROLE nnn_up_stranger")
+
+
+SURFACE = """
+    SELECT 'function ' || p.oid::regprocedure::text || ' -> ' || pg_catalog.pg_get_function_result(p.oid)
+           || ' ' || p.provolatile::text || p.proparallel::text || p.proisstrict::text
+    FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_proc p ON p.oid = d.objid
+    WHERE d.refclassid = 'pg_extension'::regclass AND d.classid = 'pg_proc'::regclass
+      AND d.refobjid = (SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'nnn')
+    UNION ALL
+    SELECT 'column ' || a.attrelid::regclass::text || '.' || a.attname || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod)
+    FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+    WHERE c.relnamespace = 'nnn'::regnamespace AND c.relkind IN ('r', 'i') AND a.attnum > 0 AND NOT a.attisdropped
+    ORDER BY 1"""
+
+
+def test_the_updated_surface_equals_a_fresh_install(old_db):
+    """Every function (signature, result, volatility, parallel safety, strictness) and every
+    catalog column of a fresh 0.2.0 install, and nothing else, after the update from 0.1.0."""
+    with psycopg.connect(dbname=old_db, autocommit=True) as c:
+        c.execute("CREATE EXTENSION nnn VERSION '0.1.0'")
+        c.execute("ALTER EXTENSION nnn UPDATE")
+        updated = [r for (r,) in c.execute(SURFACE)]
+    fresh = "nnn_fresh_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(dbname="postgres", autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{fresh}"')
+    try:
+        with psycopg.connect(dbname=fresh, autocommit=True) as c:
+            c.execute("CREATE EXTENSION nnn")
+            installed = [r for (r,) in c.execute(SURFACE)]
+    finally:
+        with psycopg.connect(dbname="postgres", autocommit=True) as c:
+            c.execute(f'DROP DATABASE "{fresh}" WITH (FORCE)')
+    assert any("nnn.tune(" in r for r in installed)
+    assert updated == installed
