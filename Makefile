@@ -19,7 +19,7 @@ ifneq ($(shell grep -m1 -ow avx2 /proc/cpuinfo 2>/dev/null),)
 export CXXFLAGS ?= -mavx2 -mfma -mf16c -mpopcnt
 endif
 
-.PHONY: setup test test-engine test-pgrx install test-db demo bench bench-engine bench-ann bench-planner lint
+.PHONY: setup test test-engine test-pgrx install test-db demo tune bench bench-engine bench-ann bench-planner lint
 
 setup:
 	bash scripts/setup.sh
@@ -61,6 +61,11 @@ test-db:
 ## the demo: real data, plain vs NNN recall, on a throw-away cluster
 demo: setup install
 	bash scripts/demo.sh
+
+## the k/alpha sweep on wordnet-dev from SQL: table, grid vs cell-by-cell timing, nnn.tune, and
+## the plot docs/tune-wordnet-dev.png
+tune: setup install
+	bash scripts/tune.sh
 
 ## engine benchmark beside faiss-cpu and numpy (not a test)
 bench: setup install

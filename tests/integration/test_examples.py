@@ -37,3 +37,18 @@ def test_pgvector_psycopg_example(dbname):
 def test_pgvector_sqlalchemy_example(dbname):
     out = run("pgvector_sqlalchemy_example.py", dbname)
     assert "orm shop a: [(1, 0.375), (3, 0.125)]" in out
+
+
+def test_the_tuning_sweep_prints_golden_cells_and_writes_its_plot(dbname, tmp_path):
+    """scripts/tune.py (make tune): the grid's plain and default cells are the reference
+    package's wordnet-dev recalls, the cell-by-cell runs agree with the grid, and the PNG exists."""
+    png = tmp_path / "tune.png"
+    env = dict(os.environ, PGDATABASE=dbname, NNN_TUNE_PNG=str(png))
+    script = EXAMPLES.parent / "scripts" / "tune.py"
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert any(line.split()[:5] == ["plain", "0.00", "33.05", "45.75", "50.90"] for line in lines), out.stdout
+    assert any(line.split()[:6] == ["nnn", "128", "0.75", "34.85", "48.60", "52.85"] for line in lines), out.stdout
+    assert "same recalls in every cell (±0.01 pt):      True" in out.stdout
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
