@@ -286,7 +286,8 @@ fn nnn_search_only(query: Array<f32>, k: i32) -> TableIterator<'static, (name!(i
     single(None, query, k, None)
 }
 
-/// The `k` best rows of nnn index `name` for `query`, best first: score = q·r − nnn.alpha·bias.
+/// The `k` best rows of nnn index `name` for `query`, best first: score = q·r − α·bias, α
+/// from `nnn.index_alpha(name)`.
 #[pg_extern(stable, strict, parallel_restricted, name = "nnn_search")]
 fn nnn_search_named(
     name: &str,
