@@ -6,8 +6,8 @@ Loads data/wordnet-dev (2,000 candidates, 30,000 reference rows, 2,000 labelled 
 2. the same 4 x 5 NNN cells run one by one as a user would without nnn.evaluate (a bias build
    per k, a batch search per cell, recall computed here), timed side by side with the grid
    and checked to give the same recalls;
-3. nnn.tune: the pick on half of the queries, reported on the other half;
-4. a plot of recall@1 against alpha, one line per k, the default and the tuned pick marked,
+3. nnn.tune across every family: the pick on half of the queries, reported on the other half;
+4. a plot of recall@1 against alpha, one line per NNN k, the default and the tuned pick marked,
    written to docs/tune-wordnet-dev.png (or $NNN_TUNE_PNG).
 Needs `make install` and a cluster (PG* variables), as scripts/tune.sh provides.
 """
@@ -105,13 +105,14 @@ def main():
         print(f"  ratio cell-by-cell / grid:                  {(builds + searches) / grid_s:7.1f}x")
         print(f"  same recalls in every cell (±0.01 pt):      {same}")
 
-        # 3. tuning
-        tuned, _ = timed(db, "SELECT pick, k, alpha, tuning, recall_1, recall_5, recall_10, mrr, test_queries FROM nnn.tune("
-                         "'dev', 'tune_q', 'emb', 'answer', %s, %s, seed => 0)", (arr(KS), arr(ALPHAS)))
-        print(f"\n## nnn.tune (recall_1, half the queries to tune, seed 0), recall on the other {tuned[0][8]}")
-        print(f"  {'pick':<8} {'k':>4} {'alpha':>5} {'tuning R@1':>10} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'MRR':>6}")
-        for p, k, a, t, r1, r5, r10, m, _ in tuned:
-            print(f"  {p:<8} {k or '':>4} {a:>5.2f} {t:>10.2f} {r1:>6.2f} {r5:>6.2f} {r10:>6.2f} {m:>6.4f}")
+        # 3. tuning, across all families
+        tuned, _ = timed(db, "SELECT pick, family, k, beta, alpha, tuning, recall_1, recall_5, recall_10, mrr, test_queries "
+                         "FROM nnn.tune('dev', 'tune_q', 'emb', 'answer', %s, %s, seed => 0, families => '{nnn,dn,lse}', "
+                         "betas => '{10,20,50}')", (arr(KS), arr(ALPHAS)))
+        print(f"\n## nnn.tune (recall_1, every family, half the queries to tune, seed 0), recall on the other {tuned[0][10]}")
+        print(f"  {'pick':<8} {'family':<6} {'k':>4} {'beta':>5} {'alpha':>5} {'tuning R@1':>10} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'MRR':>6}")
+        for p, f, k, b, a, t, r1, r5, r10, m, _ in tuned:
+            print(f"  {p:<8} {f:<6} {k or '':>4} {b or '':>5} {a:>5.2f} {t:>10.2f} {r1:>6.2f} {r5:>6.2f} {r10:>6.2f} {m:>6.4f}")
 
         # 4. the plot
         plain = next(r[4] for r in rows if r[0] == "plain")
@@ -121,10 +122,14 @@ def main():
         ax.axhline(plain, color="gray", linestyle="--", label="plain (alpha = 0)")
         ax.plot([0.75], [grid[(128, 0.75)][0]], marker="s", markersize=12, mfc="none", color="black",
                 linestyle="none", label="default (k 128, alpha 0.75)")
-        pick = tuned[0]
-        if pick[1] is not None:
-            ax.plot([pick[2]], [grid[(pick[1], pick[2])][0]], marker="*", markersize=16, color="red",
-                    linestyle="none", label=f"tuned pick (k {pick[1]}, alpha {pick[2]:g})")
+        _, family, k, beta, alpha = tuned[0][:5]
+        if family == "nnn":
+            ax.plot([alpha], [grid[(k, alpha)][0]], marker="*", markersize=16, color="red", linestyle="none",
+                    label=f"tuned pick (k {k}, alpha {alpha:g})")
+        else:
+            cell = next(r for r in rows if r[0] == family and r[2] == beta and r[3] == alpha)
+            ax.plot([alpha], [cell[4]], marker="*", markersize=16, color="red", linestyle="none",
+                    label=f"tuned pick ({family}{f' beta {beta:g}' if beta else ''}, alpha {alpha:g})")
         ax.set_xlabel("alpha")
         ax.set_ylabel("recall@1 (%), all 2,000 queries")
         ax.set_title("NNN on wordnet-dev: recall@1 by k and alpha (nnn.evaluate)")

@@ -19,7 +19,11 @@ CREATE TABLE nnn.indexes (
     -- (nnn.set_augmented)
     augmented_column    name,
     -- the index's own bias weight (nnn.set_alpha, nnn.tune); NULL: nnn.alpha
-    alpha               real CHECK (alpha = alpha AND alpha BETWEEN -1000 AND 1000)
+    alpha               real CHECK (alpha = alpha AND alpha BETWEEN -1000 AND 1000),
+    -- how biases are computed: nnn (mean of the top k), dn (mean of all), lse (at beta)
+    family              text NOT NULL DEFAULT 'nnn' CHECK (family IN ('nnn', 'dn', 'lse')),
+    beta                real CHECK (beta > 0 AND beta < 'Infinity'),
+    CHECK ((family = 'lse') = (beta IS NOT NULL))
 );
 SELECT pg_catalog.pg_extension_config_dump('nnn.indexes', '');
 ALTER TABLE nnn.indexes ENABLE ROW LEVEL SECURITY;

@@ -1,12 +1,16 @@
 -- nnn 0.1.0 -> 0.2.0: augmented pgvector columns (nnn.set_augmented, nnn.query_vector and
 -- nnn.create_index's augmented options), nnn_search among an id set, evaluation and tuning
--- (nnn.evaluate, nnn.tune) with a per-index alpha (nnn.set_alpha, nnn.index_alpha), and a change log that
+-- (nnn.evaluate, nnn.tune) with a per-index alpha (nnn.set_alpha, nnn.index_alpha) and bias
+-- family (nnn.create_index's family and beta: NNN, DN or log-sum-exp), and a change log that
 -- only writers of the candidate table may append to and that searches read by xid range. Catalog rows, biases, triggers and
 -- Faiss structures carry over unchanged.
 \echo Use "ALTER EXTENSION nnn UPDATE TO '0.2.0'" to load this file. \quit
 
 ALTER TABLE nnn.indexes ADD COLUMN augmented_column name;
 ALTER TABLE nnn.indexes ADD COLUMN alpha real CHECK (alpha = alpha AND alpha BETWEEN -1000 AND 1000);
+ALTER TABLE nnn.indexes ADD COLUMN family text NOT NULL DEFAULT 'nnn' CHECK (family IN ('nnn', 'dn', 'lse'));
+ALTER TABLE nnn.indexes ADD COLUMN beta real CHECK (beta > 0 AND beta < 'Infinity');
+ALTER TABLE nnn.indexes ADD CHECK ((family = 'lse') = (beta IS NOT NULL));
 
 -- A cache's check reads only entries at or after its snapshot's xmin (older ones it has seen).
 CREATE INDEX changes_index_name_xid ON nnn.changes (index_name, xid);
@@ -38,7 +42,9 @@ CREATE  FUNCTION nnn."create_index"(
 	"ann" TEXT DEFAULT NULL, /* Option < & str > */
 	"augmented" TEXT DEFAULT NULL, /* Option < & str > */
 	"augmented_index" TEXT DEFAULT NULL, /* Option < & str > */
-	"augmented_options" TEXT DEFAULT NULL /* Option < & str > */
+	"augmented_options" TEXT DEFAULT NULL, /* Option < & str > */
+	"family" TEXT DEFAULT 'nnn', /* & str */
+	"beta" double precision DEFAULT NULL /* Option < f64 > */
 ) RETURNS TABLE (
 	"rows" bigint,  /* i64 */
 	"skipped" bigint,  /* i64 */
@@ -61,7 +67,7 @@ CREATE  FUNCTION "nnn_search"(
 	"id" bigint,  /* i64 */
 	"score" real  /* f32 */
 )
-STRICT STABLE PARALLEL RESTRICTED 
+STRICT STABLE PARALLEL RESTRICTED
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'nnn_search_among_wrapper';
 
@@ -99,10 +105,10 @@ CREATE  FUNCTION nnn."evaluate"(
 	"queries" regclass, /* PgRelation */
 	"query_embedding" TEXT, /* & str */
 	"answer" TEXT, /* & str */
-	"ks" INT[] DEFAULT '{8,32,128,512}', /* Vec < i32 > */
-	"alphas" real[] DEFAULT '{0.25,0.5,0.75,1,1.25}', /* Vec < f32 > */
+	"ks" bigint[] DEFAULT '{8,32,128,512}', /* Vec < i64 > */
+	"alphas" double precision[] DEFAULT '{0.25,0.5,0.75,1,1.25}', /* Vec < f64 > */
 	"families" TEXT[] DEFAULT '{nnn}', /* Vec < String > */
-	"betas" real[] DEFAULT '{10,20,50}' /* Vec < f32 > */
+	"betas" double precision[] DEFAULT '{10,20,50}' /* Vec < f64 > */
 ) RETURNS TABLE (
 	"family" TEXT,  /* String */
 	"k" INT,  /* Option < i32 > */
@@ -123,15 +129,19 @@ CREATE  FUNCTION nnn."tune"(
 	"queries" regclass, /* PgRelation */
 	"query_embedding" TEXT, /* & str */
 	"answer" TEXT, /* & str */
-	"ks" INT[] DEFAULT '{8,32,128,512}', /* Vec < i32 > */
-	"alphas" real[] DEFAULT '{0.25,0.5,0.75,1,1.25}', /* Vec < f32 > */
+	"ks" bigint[] DEFAULT '{8,32,128,512}', /* Vec < i64 > */
+	"alphas" double precision[] DEFAULT '{0.25,0.5,0.75,1,1.25}', /* Vec < f64 > */
 	"metric" TEXT DEFAULT 'recall_1', /* & str */
 	"tune_fraction" double precision DEFAULT 0.5, /* f64 */
 	"seed" bigint DEFAULT 0, /* i64 */
-	"apply" bool DEFAULT false /* bool */
+	"apply" bool DEFAULT false, /* bool */
+	"families" TEXT[] DEFAULT '{nnn}', /* Vec < String > */
+	"betas" double precision[] DEFAULT '{10,20,50}' /* Vec < f64 > */
 ) RETURNS TABLE (
 	"pick" TEXT,  /* String */
+	"family" TEXT,  /* String */
 	"k" INT,  /* Option < i32 > */
+	"beta" real,  /* Option < f32 > */
 	"alpha" real,  /* f32 */
 	"tuning" double precision,  /* f64 */
 	"recall_1" double precision,  /* f64 */
@@ -147,7 +157,7 @@ AS 'MODULE_PATHNAME', 'tune_wrapper';
 
 CREATE  FUNCTION nnn."set_alpha"(
 	"name" TEXT, /* & str */
-	"alpha" real /* Option < f32 > */
+	"alpha" double precision /* Option < f64 > */
 ) RETURNS real /* f32 */
 VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */

@@ -1,12 +1,14 @@
 //! `nnn.build_bias`: fill a bias column from a reference query set (a migration step).
 
 use crate::backends::backend;
+use crate::guc;
 use crate::postgres::errors::{fail, or_raise, spi_or_raise};
 use crate::postgres::interrupts::BackendControl;
 use crate::postgres::read::{check_memory, read_vectors};
 use crate::postgres::relation::{ensure_bias_column, resolve, vector_column, Table};
 use crate::postgres::write::{write_bias, RowKeys};
-use nnn_engine::{reference_topk, Matrix};
+use nnn_engine::evaluate::{family_bias, Family};
+use nnn_engine::Matrix;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::PgRelation;
@@ -47,23 +49,28 @@ pub fn read_reference(reference: &Table, reference_column: &str) -> (Vec<f32>, u
     (rows.data, rows.dim)
 }
 
-/// Computes and stores the bias of the candidate rows in `scope`.
+/// Computes and stores the bias under `family` (NNN's with its k, DN's, or log-sum-exp's) of
+/// the candidate rows in `scope`.
 pub fn build(
     candidates: &Table,
     embedding: &str,
     reference: &Table,
     reference_embedding: &str,
     bias_column: &str,
-    k: i32,
+    family: Family,
     scope: Scope,
 ) -> BuildReport {
     let started = Instant::now();
-    if k < 1 {
-        fail(ERRCODE_INVALID_PARAMETER_VALUE, format!("k must be at least 1, got {k}"), "The paper uses k = 128.");
+    let k = match family {
+        Family::Nnn { k } => k,
+        _ => 0,
+    };
+    if matches!(family, Family::Nnn { k: 0 }) {
+        fail(ERRCODE_INVALID_PARAMETER_VALUE, "k must be at least 1, got 0", "The paper uses k = 128.");
     }
     let (ref_data, dim) = read_reference(reference, reference_embedding);
     let reference_rows = ref_data.len() / dim;
-    if k as usize > reference_rows {
+    if k > reference_rows {
         fail(
             ERRCODE_INVALID_PARAMETER_VALUE,
             format!("k = {k} is larger than the {reference_rows} reference rows"),
@@ -105,15 +112,13 @@ pub fn build(
     let what = format!("bias of {}", candidates.sql);
     // both sets as f32 and as the CPU kernel's 16-bit copies, plus per candidate about 24 bytes
     // for each of its k similarities: the shortlist, its exact rescoring and the kept top k
-    check_memory((cand_data.len() + ref_data.len()) * 6 + cand_data.len() / dim * k as usize * 24, &what);
+    // (log-sum-exp: one row of products per worker thread)
+    check_memory((cand_data.len() + ref_data.len()) * 6 + cand_data.len() / dim * k * 24, &what);
     let c = or_raise(Matrix::from_slice(&cand_data, dim, "candidates"), &what);
     let r = or_raise(Matrix::from_slice(&ref_data, dim, "reference set"), &what);
     let mut control = BackendControl::new(&what).with_rows(c.rows());
-    let top = or_raise(
-        reference_topk(&*backend(2.0 * (c.rows() * r.rows() * dim) as f64), &c, &r, k as usize, &mut control),
-        &what,
-    );
-    let bias = or_raise(top.bias(k as usize), &what);
+    let b = backend(2.0 * (c.rows() * r.rows() * dim) as f64);
+    let bias = or_raise(family_bias(&*b, guc::threads(), &c, &r, family, &mut control), &what);
     let rows = bias.len() as i64;
     write_bias(candidates, bias_column, keys, bias);
     BuildReport {
@@ -148,7 +153,10 @@ mod nnn {
         let emb = vector_column(&cand, embedding);
         let ref_emb = vector_column(&refs, reference_embedding);
         let bias = ensure_bias_column(&cand, bias_column);
-        let r = build(&cand, &emb, &refs, &ref_emb, &bias, k, Scope::All);
+        if k < 1 {
+            fail(ERRCODE_INVALID_PARAMETER_VALUE, format!("k must be at least 1, got {k}"), "The paper uses k = 128.");
+        }
+        let r = build(&cand, &emb, &refs, &ref_emb, &bias, Family::Nnn { k: k as usize }, Scope::All);
         TableIterator::once((r.rows, r.skipped, r.reference_rows, k, r.seconds))
     }
 }

@@ -7,6 +7,7 @@ use crate::guc;
 use crate::postgres::cache::Situation;
 use crate::postgres::errors::{fail, spi_or_raise};
 use crate::postgres::relation::{ensure_bias_column, id_column, resolve, vector_column, Table};
+use nnn_engine::evaluate::Family;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_literal};
@@ -29,8 +30,10 @@ pub struct IndexDef {
     pub reference_embedding: String,
     /// Quoted bias column.
     pub bias_column: String,
-    /// Neighbours averaged per bias.
+    /// Neighbours averaged per bias (NNN's k; kept, unused, for the other families).
     pub k: i32,
+    /// How its biases are computed (`nnn.create_index`'s `family`, `k` and `beta`).
+    pub family: Family,
     /// The caller's snapshot and what it allows the search cache to do.
     pub now: Situation,
     /// The index's Faiss structure, if it has one (`nnn.set_ann`).
@@ -81,7 +84,8 @@ pub fn lookup(name: Option<&str>) -> IndexDef {
                     c.relrowsecurity IS NOT FALSE OR NOT pg_catalog.has_table_privilege(c.oid, 'SELECT'),
                     format('%s|%s|%s|%s', c.oid, c.relfilenode, i.built_at, i.log_epoch),
                     a.factory, a.snapshot::text, a.build_xid::text, format('%s|%s|%s', c.oid, c.relfilenode, a.xmin),
-                    pg_catalog.to_jsonb(i) ->> 'augmented_column', (pg_catalog.to_jsonb(i) ->> 'alpha')::real
+                    pg_catalog.to_jsonb(i) ->> 'augmented_column', (pg_catalog.to_jsonb(i) ->> 'alpha')::real,
+                    coalesce(pg_catalog.to_jsonb(i) ->> 'family', 'nnn'), (pg_catalog.to_jsonb(i) ->> 'beta')::real
              FROM nnn.indexes i LEFT JOIN pg_catalog.pg_class c ON c.oid = i.candidates
                   LEFT JOIN nnn.ann a ON a.index_name = i.name
              WHERE $1::text IS NULL OR i.name = $1 ORDER BY i.name LIMIT 2",
@@ -115,6 +119,7 @@ pub fn lookup(name: Option<&str>) -> IndexDef {
                 }),
                 augmented: maybe(19).map(quote_identifier),
                 stored_alpha: spi_or_raise(row.get::<f32>(20), "reading nnn.indexes"),
+                family: family(&text(21), k, spi_or_raise(row.get::<f32>(22), "reading nnn.indexes")),
             });
         }
         out
@@ -162,6 +167,39 @@ fn triggers(name: &str) -> [(String, &'static str, &'static str); 4] {
     ]
 }
 
+/// The bias family named `name` (nnn, dn, lse) with NNN's `k` and log-sum-exp's `beta`,
+/// checked: an error names what is wrong.
+pub fn family(name: &str, k: i32, beta: Option<f32>) -> Family {
+    match (name, beta) {
+        ("nnn", None) if k >= 1 => Family::Nnn { k: k as usize },
+        ("nnn", None) => {
+            fail(ERRCODE_INVALID_PARAMETER_VALUE, format!("k must be at least 1, got {k}"), "The paper uses k = 128.")
+        }
+        ("dn", None) => Family::Dn,
+        ("lse", Some(beta)) if beta.is_finite() && beta > 0.0 => Family::Lse { beta },
+        ("lse", _) => fail(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("the lse family needs a positive beta, got {}", beta.map_or("NULL".into(), |b| b.to_string())),
+            "Pass beta, e.g. beta => 20 (nnn.evaluate compares several).",
+        ),
+        ("nnn" | "dn", Some(_)) => fail(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("beta is a parameter of the lse family, not of {name}"),
+            "Leave beta NULL, or use family => 'lse'.",
+        ),
+        _ => fail(ERRCODE_INVALID_PARAMETER_VALUE, format!("unknown bias family \"{name}\""), "Use nnn, dn or lse."),
+    }
+}
+
+/// The family's name and β, as `nnn.indexes` stores them.
+pub fn family_columns(family: Family) -> (&'static str, Option<f32>) {
+    match family {
+        Family::Nnn { .. } | Family::Plain => ("nnn", None),
+        Family::Dn => ("dn", None),
+        Family::Lse { beta } => ("lse", Some(beta)),
+    }
+}
+
 fn report_row(r: BuildReport, k: i32) -> TableIterator<'static, (i64, i64, i64, i32, f64)> {
     TableIterator::once((r.rows, r.skipped, r.reference_rows, k, r.seconds))
 }
@@ -174,7 +212,7 @@ fn rebuild(def: &IndexDef) -> BuildReport {
         &def.reference,
         &def.reference_embedding,
         &def.bias_column,
-        def.k,
+        def.family,
         Scope::All,
     );
     // The rebuild logged every row it rewrote; prune the log (caches rebuild on the new epoch).
@@ -192,7 +230,9 @@ mod nnn {
     /// against `reference`'s `reference_embedding` with `k` neighbours. Builds the bias column
     /// and installs triggers that give inserted and updated rows their bias; with `ann`, a
     /// Faiss factory string, also builds a Faiss structure for approximate search; with
-    /// `augmented`, the augmented pgvector column (see `nnn.set_augmented`).
+    /// `augmented`, the augmented pgvector column (see `nnn.set_augmented`). `family` picks
+    /// the bias: `nnn` (mean of the k largest reference similarities), `dn` (the mean of all;
+    /// Distribution Normalization) or `lse` (log-sum-exp at `beta`).
     #[pg_extern(volatile, parallel_unsafe, name = "create_index")]
     #[allow(clippy::too_many_arguments)]
     fn create_index_augmented(
@@ -208,6 +248,8 @@ mod nnn {
         augmented: default!(Option<&str>, "NULL"),
         augmented_index: default!(Option<&str>, "NULL"),
         augmented_options: default!(Option<&str>, "NULL"),
+        family: default!(&str, "'nnn'"),
+        beta: default!(Option<f64>, "NULL"),
     ) -> TableIterator<
         'static,
         (name!(rows, i64), name!(skipped, i64), name!(reference_rows, i64), name!(k, i32), name!(seconds, f64)),
@@ -233,6 +275,7 @@ mod nnn {
                 "Drop it with nnn.drop_index, or use nnn.refresh to rebuild it.",
             );
         }
+        let chosen = super::family(family, k, beta.map(|b| b as f32));
         let cand = resolve(candidates);
         let refs = resolve(reference);
         let def = IndexDef {
@@ -244,15 +287,25 @@ mod nnn {
             candidates: cand,
             reference: refs,
             k,
+            family: chosen,
             now: Situation::none(),
             ann: None,
             augmented: None,
             stored_alpha: None,
         };
+        // the family's columns only when it is not NNN: a 0.1.0 catalog (before ALTER
+        // EXTENSION nnn UPDATE) has none, and NNN is their default
+        let (family_name, beta) = family_columns(chosen);
+        let (columns, values) = match chosen {
+            Family::Nnn { .. } => ("", ""),
+            _ => (", family, beta", ", $9, $10"),
+        };
         spi_or_raise(
             Spi::run_with_args(
-                "INSERT INTO nnn.indexes (name, candidates, id_column, embedding_column, reference, reference_embedding, bias_column, k)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &format!(
+                    "INSERT INTO nnn.indexes (name, candidates, id_column, embedding_column, reference, reference_embedding, bias_column, k{columns})
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8{values})"
+                ),
                 &[
                     DatumWithOid::from(name),
                     DatumWithOid::from(def.candidates.oid),
@@ -262,7 +315,9 @@ mod nnn {
                     DatumWithOid::from(reference_embedding),
                     DatumWithOid::from(bias_column),
                     DatumWithOid::from(k),
-                ],
+                    DatumWithOid::from(family_name),
+                    DatumWithOid::from(beta),
+                ][..if columns.is_empty() { 8 } else { 10 }],
             ),
             "registering the index",
         );
@@ -320,6 +375,8 @@ mod nnn {
             None,
             None,
             None,
+            "nnn",
+            None,
         )
     }
 
@@ -365,7 +422,7 @@ mod nnn {
     /// Stores `alpha` as index `name`'s own bias weight, used by its searches unless
     /// `nnn.alpha` is set (NULL: back to `nnn.alpha`). Returns the α its searches now use.
     #[pg_extern(volatile, parallel_unsafe)]
-    fn set_alpha(name: &str, alpha: Option<f32>) -> f32 {
+    fn set_alpha(name: &str, alpha: Option<f64>) -> f32 {
         lookup(Some(name));
         check_owner(name);
         if alpha.is_some_and(|a| !(a.is_finite() && (-1000.0..=1000.0).contains(&a))) {
@@ -378,7 +435,7 @@ mod nnn {
         spi_or_raise(
             Spi::run_with_args(
                 "UPDATE nnn.indexes SET alpha = $2 WHERE name = $1",
-                &[DatumWithOid::from(name), DatumWithOid::from(alpha)],
+                &[DatumWithOid::from(name), DatumWithOid::from(alpha.map(|a| a as f32))],
             ),
             "updating nnn.indexes",
         );
@@ -412,7 +469,15 @@ mod nnn {
             "clearing biases of NULL embeddings",
         );
         let scope = Scope::Ids { id_column: &def.id_column, ids };
-        build(&def.candidates, &def.embedding, &def.reference, &def.reference_embedding, &def.bias_column, def.k, scope)
-            .rows
+        build(
+            &def.candidates,
+            &def.embedding,
+            &def.reference,
+            &def.reference_embedding,
+            &def.bias_column,
+            def.family,
+            scope,
+        )
+        .rows
     }
 }

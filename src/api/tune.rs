@@ -2,7 +2,7 @@
 //! best (k, α) of an index, picked on one part of the queries and reported on the other.
 
 use super::bias::read_reference;
-use super::catalog::{check_owner, lookup, IndexDef};
+use super::catalog::{check_owner, family_columns, lookup, IndexDef};
 use crate::backends::backend;
 use crate::guc;
 use crate::postgres::errors::{fail, or_raise, spi_or_raise};
@@ -78,7 +78,7 @@ fn read(def: &IndexDef, queries: PgRelation, query_embedding: &str, answer: &str
 }
 
 /// Checks the k values of a grid: at least one, each from 1 to the reference rows.
-fn checked_ks(ks: &[i32], reference_rows: usize) -> Vec<usize> {
+fn checked_ks(ks: &[i64], reference_rows: usize) -> Vec<usize> {
     if ks.is_empty() {
         fail(ERRCODE_INVALID_PARAMETER_VALUE, "ks is empty", "Pass the NNN k values to try, e.g. '{8,32,128}'.");
     }
@@ -97,7 +97,8 @@ fn checked_ks(ks: &[i32], reference_rows: usize) -> Vec<usize> {
 }
 
 /// Checks the α values of a grid: at least one, all finite.
-fn checked_alphas(alphas: &[f32]) -> Vec<f32> {
+fn checked_alphas(alphas: &[f64]) -> Vec<f32> {
+    let alphas: Vec<f32> = alphas.iter().map(|&a| a as f32).collect();
     if alphas.is_empty() || alphas.iter().any(|a| !a.is_finite()) {
         fail(
             ERRCODE_INVALID_PARAMETER_VALUE,
@@ -105,11 +106,12 @@ fn checked_alphas(alphas: &[f32]) -> Vec<f32> {
             "Pass the bias weights to try, e.g. '{0.25,0.5,0.75,1}'.",
         );
     }
-    alphas.to_vec()
+    alphas
 }
 
 /// Checks the β values of a grid: at least one, all positive and finite.
-fn checked_betas(betas: &[f32]) -> Vec<f32> {
+fn checked_betas(betas: &[f64]) -> Vec<f32> {
+    let betas: Vec<f32> = betas.iter().map(|&b| b as f32).collect();
     if betas.is_empty() || betas.iter().any(|b| !(b.is_finite() && *b > 0.0)) {
         fail(
             ERRCODE_INVALID_PARAMETER_VALUE,
@@ -117,7 +119,24 @@ fn checked_betas(betas: &[f32]) -> Vec<f32> {
             "Pass the log-sum-exp temperatures to try, e.g. '{10,20,50}' (larger is closer to the top-1 similarity).",
         );
     }
-    betas.to_vec()
+    betas
+}
+
+/// The grid of `families` (any of nnn, dn, lse) at `ks` (NNN), `betas` (log-sum-exp) and
+/// `alphas`, checked against the reference set's `reference_rows`.
+fn grid(families: &[String], ks: &[i64], alphas: &[f64], betas: &[f64], reference_rows: usize) -> Grid {
+    for f in families {
+        if !["nnn", "dn", "lse"].contains(&f.as_str()) {
+            fail(ERRCODE_INVALID_PARAMETER_VALUE, format!("unknown family \"{f}\""), "Use nnn, dn or lse.");
+        }
+    }
+    let has = |f: &str| families.iter().any(|x| x == f);
+    Grid {
+        ks: if has("nnn") { checked_ks(ks, reference_rows) } else { Vec::new() },
+        alphas: checked_alphas(alphas),
+        betas: if has("lse") { checked_betas(betas) } else { Vec::new() },
+        dn: has("dn"),
+    }
 }
 
 /// The biases of `grid` and the cells of `grid.alphas` on `labelled`, on this call's backend.
@@ -183,10 +202,10 @@ mod nnn {
         queries: PgRelation,
         query_embedding: &str,
         answer: &str,
-        ks: default!(Vec<i32>, "'{8,32,128,512}'"),
-        alphas: default!(Vec<f32>, "'{0.25,0.5,0.75,1,1.25}'"),
+        ks: default!(Vec<i64>, "'{8,32,128,512}'"),
+        alphas: default!(Vec<f64>, "'{0.25,0.5,0.75,1,1.25}'"),
         families: default!(Vec<String>, "'{nnn}'"),
-        betas: default!(Vec<f32>, "'{10,20,50}'"),
+        betas: default!(Vec<f64>, "'{10,20,50}'"),
     ) -> TableIterator<
         'static,
         (
@@ -202,19 +221,8 @@ mod nnn {
         ),
     > {
         let def = lookup(Some(name));
-        for f in &families {
-            if !["nnn", "dn", "lse"].contains(&f.as_str()) {
-                fail(ERRCODE_INVALID_PARAMETER_VALUE, format!("unknown family \"{f}\""), "Use nnn, dn or lse.");
-            }
-        }
-        let has = |f: &str| families.iter().any(|x| x == f);
         let data = read(&def, queries, query_embedding, answer);
-        let grid = Grid {
-            ks: if has("nnn") { checked_ks(&ks, data.reference.rows()) } else { Vec::new() },
-            alphas: checked_alphas(&alphas),
-            betas: if has("lse") { checked_betas(&betas) } else { Vec::new() },
-            dn: has("dn"),
-        };
+        let grid = grid(&families, &ks, &alphas, &betas, data.reference.rows());
         let mut control = BackendControl::new(format!("evaluation of {}", def.what()));
         let biases = biases(&def, &data, &grid, &mut control);
         let cells = or_raise(
@@ -227,11 +235,12 @@ mod nnn {
         TableIterator::new(rows)
     }
 
-    /// Picks index `name`'s best NNN (k, α) on a tuning part of the labelled queries
-    /// (`tune_fraction` of them, chosen by a hash of each query and `seed`) by `metric`
-    /// (recall_1, recall_5, recall_10 or mrr), and reports it on the other part next to the
-    /// index's current (k, α) and plain search. With `apply`, stores the pick: the index's k
-    /// (rebuilding its biases when k changes) and its own α (`nnn.index_alpha`).
+    /// Picks index `name`'s best ranker — plain search or a (family, k or β, α) cell of
+    /// `families` — on a tuning part of the labelled queries (`tune_fraction` of them, chosen
+    /// by a hash of each query and `seed`) by `metric` (recall_1, recall_5, recall_10 or mrr),
+    /// and reports it on the other part next to the index's current ranker and plain search.
+    /// With `apply`, stores the pick: the index's family, k and β (rebuilding its biases when
+    /// they change) and its own α (`nnn.index_alpha`).
     #[pg_extern(volatile, parallel_unsafe)]
     #[allow(clippy::too_many_arguments, clippy::type_complexity)]
     fn tune(
@@ -239,17 +248,21 @@ mod nnn {
         queries: PgRelation,
         query_embedding: &str,
         answer: &str,
-        ks: default!(Vec<i32>, "'{8,32,128,512}'"),
-        alphas: default!(Vec<f32>, "'{0.25,0.5,0.75,1,1.25}'"),
+        ks: default!(Vec<i64>, "'{8,32,128,512}'"),
+        alphas: default!(Vec<f64>, "'{0.25,0.5,0.75,1,1.25}'"),
         metric: default!(&str, "'recall_1'"),
         tune_fraction: default!(f64, 0.5),
         seed: default!(i64, 0),
         apply: default!(bool, false),
+        families: default!(Vec<String>, "'{nnn}'"),
+        betas: default!(Vec<f64>, "'{10,20,50}'"),
     ) -> TableIterator<
         'static,
         (
             name!(pick, String),
+            name!(family, String),
             name!(k, Option<i32>),
+            name!(beta, Option<f32>),
             name!(alpha, f32),
             name!(tuning, f64),
             name!(recall_1, f64),
@@ -273,14 +286,22 @@ mod nnn {
             check_owner(name);
         }
         let data = read(&def, queries, query_embedding, answer);
-        let (now_k, now_alpha) = (def.k as usize, def.alpha());
-        let mut ks = checked_ks(&ks, data.reference.rows());
-        let mut alphas = checked_alphas(&alphas);
-        if now_k <= data.reference.rows() && !ks.contains(&now_k) {
-            ks.push(now_k);
+        let mut grid = grid(&families, &ks, &alphas, &betas, data.reference.rows());
+        // the index's current ranker is a cell too
+        let (now, now_alpha) = (def.family, def.alpha());
+        match now {
+            Family::Nnn { k } if k > data.reference.rows() => fail(
+                ERRCODE_DATA_EXCEPTION,
+                format!("{}'s k = {k} is larger than its {} reference rows", def.what(), data.reference.rows()),
+                "Load more reference queries, or lower the index's k (nnn.tune with apply => true picks one).",
+            ),
+            Family::Nnn { k } if !grid.ks.contains(&k) => grid.ks.push(k),
+            Family::Dn => grid.dn = true,
+            Family::Lse { beta } if !grid.betas.contains(&beta) => grid.betas.push(beta),
+            _ => {}
         }
-        if !alphas.contains(&now_alpha) {
-            alphas.push(now_alpha);
+        if !grid.alphas.contains(&now_alpha) {
+            grid.alphas.push(now_alpha);
         }
         let (tuning, test) = split(&data.labelled, tune_fraction, seed as u64);
         if tuning.is_empty() || test.is_empty() {
@@ -292,7 +313,6 @@ mod nnn {
         }
         let what = def.what();
         let mut control = BackendControl::new(format!("tuning of {what}"));
-        let grid = Grid { ks, alphas, ..Grid::default() };
         let biases = biases(&def, &data, &grid, &mut control);
         let mut cells = |rows: &[usize]| {
             let part = or_raise(data.labelled.subset(rows), &what);
@@ -300,25 +320,33 @@ mod nnn {
         };
         let (on_tuning, on_test) = (cells(&tuning), cells(&test));
         let pick = best_cell(&on_tuning, by, |_| true).expect("plain search is always a cell");
-        let now = Family::Nnn { k: now_k };
         let picks = [("tuned", pick.family, pick.alpha), ("current", now, now_alpha), ("plain", Family::Plain, 0.0)];
-        let applied = apply && (pick.family, pick.alpha) != (now, now_alpha);
+        // plain search is any family at α = 0: it keeps the current biases
+        let family = if pick.family == Family::Plain { now } else { pick.family };
+        let applied = apply && (family, pick.alpha) != (now, now_alpha);
         if applied {
-            let k = match pick.family {
+            let (family_name, beta) = family_columns(family);
+            let k = match family {
                 Family::Nnn { k } => k as i32,
                 _ => def.k,
             };
             spi_or_raise(
                 Spi::run_with_args(
-                    "UPDATE nnn.indexes SET k = $2, alpha = $3 WHERE name = $1",
-                    &[DatumWithOid::from(name), DatumWithOid::from(k), DatumWithOid::from(pick.alpha)],
+                    "UPDATE nnn.indexes SET family = $2, k = $3, beta = $4, alpha = $5 WHERE name = $1",
+                    &[
+                        DatumWithOid::from(name),
+                        DatumWithOid::from(family_name),
+                        DatumWithOid::from(k),
+                        DatumWithOid::from(beta),
+                        DatumWithOid::from(pick.alpha),
+                    ],
                 ),
                 "updating nnn.indexes",
             );
-            if k != def.k {
+            if family != now {
                 spi_or_raise(
                     Spi::run_with_args("SELECT nnn.refresh($1)", &[DatumWithOid::from(name)]),
-                    "rebuilding at the tuned k",
+                    "rebuilding with the tuned bias",
                 );
             }
         }
@@ -326,10 +354,10 @@ mod nnn {
         let rows: Vec<_> = picks
             .iter()
             .map(|&(label, family, alpha)| {
-                let (_, k, _, a, r1, r5, r10, m) = cell_row(find(&on_test, family, alpha));
+                let (f, k, b, a, r1, r5, r10, m) = cell_row(find(&on_test, family, alpha));
                 let tuned = by.of(&find(&on_tuning, family, alpha).metrics);
                 let tuned = if matches!(by, Metric::Mrr) { tuned } else { pct(tuned) };
-                (label.to_string(), k, a, tuned, r1, r5, r10, m, n, label == "tuned" && applied)
+                (label.to_string(), f, k, b, a, tuned, r1, r5, r10, m, n, label == "tuned" && applied)
             })
             .collect();
         TableIterator::new(rows)

@@ -87,10 +87,10 @@ def test_tune_is_reproducible_and_reports_on_the_other_part(wn, connect):
     assert c.execute(sql, (7,)).fetchall() == first
     assert [r[0] for r in first] == ["tuned", "current", "plain"]
     tuned, current, plain = first
-    assert current[1:3] == (128, 0.75) and plain[1:3] == (None, 0.0)
-    assert tuned[3] >= current[3] and tuned[3] >= plain[3]  # best on the tuning part
-    assert 150 < tuned[8] < 322 and not tuned[9]  # about half the 472 queries are left to test
-    assert c.execute(sql, (8,)).fetchall()[0][8] != tuned[8] or c.execute(sql, (8,)).fetchall() != first
+    assert current[1:5] == ("nnn", 128, None, 0.75) and plain[1:5] == ("plain", None, None, 0.0)
+    assert tuned[5] >= current[5] and tuned[5] >= plain[5]  # best on the tuning part
+    assert 150 < tuned[10] < 322 and not tuned[11]  # about half the 472 queries are left to test
+    assert c.execute(sql, (8,)).fetchall()[0][10] != tuned[10] or c.execute(sql, (8,)).fetchall() != first
     assert c.execute("SELECT k, alpha FROM nnn.indexes WHERE name = 'wn'").fetchone() == (128, None)
 
 
@@ -132,7 +132,63 @@ def test_applying_a_pick_rebuilds_and_stores_it_and_nnn_alpha_still_wins(wn, con
     c.execute("SELECT nnn.refresh('wn')")
 
 
+def naive_family_bias(family, beta=None):
+    cand, ref = read_f16("candidates.f16").astype(np.float64), read_f16("reference.f16").astype(np.float64)
+    sims = cand @ ref.T
+    if family == "dn":
+        return sims.mean(axis=1)
+    m = sims.max(axis=1, keepdims=True)
+    return m[:, 0] + np.log(np.exp(beta * (sims - m)).sum(axis=1)) / beta
+
+
+@pytest.mark.parametrize("family, beta", [("dn", None), ("lse", 20.0)])
+def test_an_index_of_another_family_builds_and_keeps_its_biases(wn, connect, family, beta):
+    c = connect()
+    cand = read_f16("candidates.f16")
+    c.execute(f"CREATE TABLE f_{family} AS SELECT id, emb FROM wn_cand WHERE id < 400")
+    c.execute(f"ALTER TABLE f_{family} ADD PRIMARY KEY (id)")
+    c.execute(f"SELECT nnn.create_index('f_{family}', 'f_{family}', 'id', 'emb', 'wn_ref', 'emb', family => %s, beta => %s)",
+              (family, beta))
+    assert c.execute("SELECT family, beta FROM nnn.indexes WHERE name = %s", (f"f_{family}",)).fetchone() == (family, beta)
+    # the trigger gives new rows the family's bias too
+    c.execute(f"INSERT INTO f_{family} SELECT id, emb FROM wn_cand WHERE id >= 400")
+    got = np.array([b for (b,) in c.execute(f"SELECT nnn_bias FROM f_{family} ORDER BY id")], dtype=np.float64)
+    want = naive_family_bias(family, beta)
+    assert len(got) == len(cand) and np.abs(got - want).max() <= 1e-5
+    # and searches rank by q·r − α·bias with it
+    q = read_f16("queries.f16")[3]
+    top = c.execute(f"SELECT id, score FROM nnn_search('f_{family}', %s::real[], 5)", (q.tolist(),)).fetchall()
+    scores = cand.astype(np.float64) @ q.astype(np.float64) - 0.75 * want
+    assert [i for i, _ in top] == list(np.argsort(-scores, kind="stable")[:5])
+    c.execute(f"SELECT nnn.drop_index('f_{family}')")
+
+
+def test_tune_across_families_applies_the_family(wn, connect):
+    c = connect()
+    # a poor current ranker (NNN k = 1, alpha = -1), so that the pick is another family
+    c.execute("UPDATE nnn.indexes SET k = 1 WHERE name = 'wn'")
+    c.execute("SELECT nnn.refresh('wn')")
+    c.execute("SELECT nnn.set_alpha('wn', -1)")
+    sql = ("SELECT pick, family, k, beta, alpha, applied FROM nnn.tune('wn', 'wn_q', 'emb', 'answer', '{16}', '{0.5,1}', "
+           "metric => 'mrr', seed => 3, families => '{dn,lse}', betas => '{10}', apply => %s)")
+    dry = c.execute(sql, (False,)).fetchall()
+    assert [r[1] for r in dry[1:]] == ["nnn", "plain"] and dry[1][2] == 1
+    pick = dry[0]
+    assert pick[1] in ("dn", "lse"), dry
+    done = c.execute(sql, (True,)).fetchall()
+    assert [r[:5] for r in done] == [r[:5] for r in dry] and done[0][5]
+    family, beta, alpha = c.execute("SELECT family, beta, alpha FROM nnn.indexes WHERE name = 'wn'").fetchone()
+    assert (family, beta, alpha) == (pick[1], pick[3], pick[4])
+    got = np.array([b for (b,) in c.execute("SELECT nnn_bias FROM wn_cand ORDER BY id")], dtype=np.float64)
+    assert np.abs(got - naive_family_bias(family, beta)).max() <= 1e-5
+    c.execute("UPDATE nnn.indexes SET family = 'nnn', k = 128, beta = NULL, alpha = NULL WHERE name = 'wn'")
+    c.execute("SELECT nnn.refresh('wn')")
+
+
 @pytest.mark.parametrize("call, error, message", [
+    ("nnn.create_index('bad1', 'wn_cand', 'id', 'emb', 'wn_ref', 'emb', family => 'qb')", psycopg.errors.InvalidParameterValue, "unknown bias family"),
+    ("nnn.create_index('bad2', 'wn_cand', 'id', 'emb', 'wn_ref', 'emb', family => 'lse')", psycopg.errors.InvalidParameterValue, "needs a positive beta"),
+    ("nnn.create_index('bad3', 'wn_cand', 'id', 'emb', 'wn_ref', 'emb', beta => 5)", psycopg.errors.InvalidParameterValue, "beta is a parameter of the lse family"),
     ("nnn.evaluate('wn', 'empty_q', 'emb', 'answer')", psycopg.errors.DataException, "no row with a non-NULL embedding"),
     ("nnn.evaluate('wn', 'stray_q', 'emb', 'answer', '{16}')", psycopg.errors.DataException, "answer 99999 is not a candidate"),
     ("nnn.evaluate('wn', 'wn_q', 'emb', 'answer', '{9000}')", psycopg.errors.InvalidParameterValue, "reference set has 8000 rows"),

@@ -144,6 +144,9 @@ pub fn score_cells(
     control: &mut dyn Control,
 ) -> Result<Vec<Cell>> {
     labelled.queries.check_dim(candidates.dim(), "labelled queries vs candidates")?;
+    if alphas.is_empty() {
+        return Err(EngineError::Empty { what: "evaluation grid" });
+    }
     if let Some(a) = alphas.iter().find(|a| !a.is_finite()) {
         return Err(EngineError::InvalidParameter { name: "alpha", value: a.to_string() });
     }
@@ -200,7 +203,7 @@ pub fn score_cells(
 }
 
 /// The bias of every family of `grid` over all candidates (NNN's from one top-`k_max` pass).
-/// Checks the grid: some family and some α, β > 0, k within the reference rows.
+/// Checks the grid: some family, β > 0, k within the reference rows (its α are not used).
 pub fn biases(
     backend: &dyn Backend,
     threads: usize,
@@ -209,7 +212,7 @@ pub fn biases(
     grid: &Grid,
     control: &mut dyn Control,
 ) -> Result<Vec<FamilyBias>> {
-    if grid.alphas.is_empty() || (grid.ks.is_empty() && grid.betas.is_empty() && !grid.dn) {
+    if grid.ks.is_empty() && grid.betas.is_empty() && !grid.dn {
         return Err(EngineError::Empty { what: "evaluation grid" });
     }
     if let Some(b) = grid.betas.iter().find(|b| !(b.is_finite() && **b > 0.0)) {
@@ -235,6 +238,26 @@ pub fn biases(
         out.extend(grid.betas.iter().zip(lse).map(|(&beta, b)| (Family::Lse { beta }, b)));
     }
     Ok(out)
+}
+
+/// The bias of every candidate under `family`, as an index stores it: NNN's mean of the top
+/// k, DN's mean similarity, or log-sum-exp's at its β. [`Family::Plain`] has no bias.
+pub fn family_bias(
+    backend: &dyn Backend,
+    threads: usize,
+    candidates: &Matrix,
+    reference: &Matrix,
+    family: Family,
+    control: &mut dyn Control,
+) -> Result<Vec<f32>> {
+    let grid = match family {
+        Family::Plain => return Err(EngineError::InvalidParameter { name: "family", value: "plain".into() }),
+        Family::Nnn { k } => Grid { ks: vec![k], ..Grid::default() },
+        Family::Dn => Grid { dn: true, ..Grid::default() },
+        Family::Lse { beta } => Grid { betas: vec![beta], ..Grid::default() },
+    };
+    let mut all = biases(backend, threads, candidates, reference, &grid, control)?;
+    Ok(all.pop().map(|(_, b)| b).unwrap_or_default())
 }
 
 /// Each candidate's mean similarity to the reference rows, `(mean of D)·r`, in f64.

@@ -3,7 +3,9 @@
 
 mod common;
 use common::*;
-use nnn_engine::evaluate::{best_cell, evaluate, log_sum_exp, split, Cell, Family, Grid, Labelled, Metric};
+use nnn_engine::evaluate::{
+    best_cell, evaluate, family_bias, log_sum_exp, mean_products, split, Cell, Family, Grid, Labelled, Metric,
+};
 use nnn_engine::*;
 
 const DIM: usize = 384;
@@ -145,6 +147,22 @@ fn log_sum_exp_equals_naive_f64() {
 }
 
 #[test]
+fn each_family_builds_the_bias_the_grid_ranks_with() {
+    let d = small();
+    let b = CpuBackend::new(2).unwrap();
+    let (c, r) = (Matrix::from_slice(&d.cand, DIM, "c").unwrap(), Matrix::from_slice(&d.refs, DIM, "r").unwrap());
+    let nnn = family_bias(&b, 2, &c, &r, Family::Nnn { k: 32 }, &mut Unwatched).unwrap();
+    assert_eq!(nnn, reference_topk(&b, &c, &r, 32, &mut Unwatched).unwrap().bias(32).unwrap());
+    assert_eq!(family_bias(&b, 2, &c, &r, Family::Dn, &mut Unwatched).unwrap(), mean_products(&c, &r));
+    let lse = family_bias(&b, 2, &c, &r, Family::Lse { beta: 20.0 }, &mut Unwatched).unwrap();
+    assert_eq!(lse, log_sum_exp(2, &c, &r, &[20.0], &mut Unwatched).unwrap()[0]);
+    // DN's bias is the mean of all similarities: NNN with k = every reference row
+    let all = reference_topk(&b, &c, &r, d.refs.len() / DIM, &mut Unwatched).unwrap().bias(d.refs.len() / DIM).unwrap();
+    let dn = mean_products(&c, &r);
+    assert!(all.iter().zip(&dn).all(|(x, y)| (x - y).abs() <= 1e-5));
+}
+
+#[test]
 fn prefix_means_equal_separate_builds() {
     let d = small();
     let b = CpuBackend::new(2).unwrap();
@@ -203,6 +221,7 @@ fn bad_grids_and_labels_are_errors() {
     let grid = |ks: Vec<usize>, alphas: Vec<f32>, betas: Vec<f32>| Grid { ks, alphas, betas, dn: false };
     assert_eq!(run(grid(vec![], vec![0.5], vec![])).unwrap_err(), EngineError::Empty { what: "evaluation grid" });
     assert_eq!(run(grid(vec![1], vec![], vec![])).unwrap_err(), EngineError::Empty { what: "evaluation grid" });
+    assert!(family_bias(&b, 1, &c, &c, Family::Plain, &mut Unwatched).is_err());
     assert!(matches!(run(grid(vec![4], vec![0.5], vec![])), Err(EngineError::KOutOfRange { k: 4, max: 3, .. })));
     assert!(matches!(run(grid(vec![0, 1], vec![0.5], vec![])), Err(EngineError::KOutOfRange { k: 0, .. })));
     assert!(matches!(

@@ -29,7 +29,24 @@ SELECT nnn.index_alpha('tn');
 -- the ORDER BY path asks for the same alpha
 SELECT nnn.query_vector('{0,0,1,0}'::real[], nnn.index_alpha('tn'));
 SELECT nnn.set_alpha('tn', NULL);
+-- an index of another bias family: DN (the mean of all reference similarities) or
+-- log-sum-exp at beta; new rows get theirs from the triggers
+CREATE TABLE tn_img2 AS SELECT * FROM tn_img WHERE id < 4;
+ALTER TABLE tn_img2 ADD PRIMARY KEY (id);
+SELECT rows FROM nnn.create_index('tn_dn', 'tn_img2', 'id', 'emb', 'tn_cap', 'emb', family => 'dn');
+INSERT INTO tn_img2 SELECT * FROM tn_img WHERE id = 4;
+SELECT id, round(nnn_bias::numeric, 4) AS dn_bias FROM tn_img2 ORDER BY id;
+SELECT family, k, beta FROM nnn.indexes WHERE name = 'tn_dn';
+SELECT nnn.drop_index('tn_dn', true);
+SELECT rows FROM nnn.create_index('tn_lse', 'tn_img2', 'id', 'emb', 'tn_cap', 'emb', family => 'lse', beta => 10);
+SELECT id, round(nnn_bias::numeric, 4) AS lse_bias FROM tn_img2 ORDER BY id;
+SELECT id, round(score::numeric, 4) FROM nnn_search('tn_lse', '{0,0.6,0.8,0}', 2);
+SELECT nnn.drop_index('tn_lse', true);
 -- errors
+SELECT * FROM nnn.create_index('tn_bad', 'tn_img2', 'id', 'emb', 'tn_cap', 'emb', family => 'qb');
+SELECT * FROM nnn.create_index('tn_bad', 'tn_img2', 'id', 'emb', 'tn_cap', 'emb', family => 'lse');
+SELECT * FROM nnn.create_index('tn_bad', 'tn_img2', 'id', 'emb', 'tn_cap', 'emb', family => 'lse', beta => 0);
+SELECT * FROM nnn.create_index('tn_bad', 'tn_img2', 'id', 'emb', 'tn_cap', 'emb', beta => 3);
 SELECT * FROM nnn.evaluate('tn', 'tn_q', 'emb', 'answer', ks => '{21}');
 SELECT * FROM nnn.evaluate('tn', 'tn_q', 'emb', 'answer', ks => '{0}');
 SELECT * FROM nnn.evaluate('tn', 'tn_q', 'emb', 'answer', ks => '{}');
@@ -56,4 +73,4 @@ SELECT proname, provolatile, proisstrict, proparallel FROM pg_proc
 WHERE proname IN ('evaluate', 'tune', 'set_alpha', 'index_alpha') ORDER BY proname;
 SELECT nnn.drop_index('tn');
 RESET nnn.progress;
-DROP TABLE tn_img, tn_q, tn_cap, tn_q2, tn_q_bad, tn_q_null, tn_q_dim;
+DROP TABLE tn_img, tn_img2, tn_q, tn_cap, tn_q2, tn_q_bad, tn_q_null, tn_q_dim;
