@@ -158,7 +158,8 @@ pub fn score_cells(
     for (family, bias) in biases {
         cells.extend(alphas.iter().map(|&a| (*family, a, Some(bias.as_slice()))));
     }
-    let sums = run_polled(threads, labelled.len() as u64, control, |progress| {
+    // ranks per query, summed afterwards in query order: the same metrics on every run
+    let ranks: Vec<Vec<usize>> = run_polled(threads, labelled.len() as u64, control, |progress| {
         labelled
             .queries
             .as_slice()
@@ -169,27 +170,18 @@ pub fn score_cells(
                     return Err(EngineError::Cancelled);
                 }
                 let products: Vec<f32> = (0..n).map(|r| dot(q, candidates.rows_slice(r, r + 1))).collect();
-                let ranks: Vec<usize> = cells.iter().map(|&(_, a, b)| best_rank(&products, a, b, answers)).collect();
+                let ranks = cells.iter().map(|&(_, a, b)| best_rank(&products, a, b, answers)).collect();
                 progress.add(1);
                 Ok(ranks)
             })
-            .try_fold(
-                || vec![Metrics::default(); cells.len()],
-                |mut acc, ranks| {
-                    for (m, rank) in acc.iter_mut().zip(ranks?) {
-                        add_rank(m, rank);
-                    }
-                    Ok(acc)
-                },
-            )
-            .try_reduce(
-                || vec![Metrics::default(); cells.len()],
-                |mut a, b| {
-                    a.iter_mut().zip(b).for_each(|(x, y)| merge(x, &y));
-                    Ok(a)
-                },
-            )
+            .collect()
     })?;
+    let mut sums = vec![Metrics::default(); cells.len()];
+    for query in &ranks {
+        for (m, &rank) in sums.iter_mut().zip(query) {
+            add_rank(m, rank);
+        }
+    }
     let count = labelled.len() as f64;
     Ok(cells
         .iter()
@@ -392,9 +384,4 @@ fn add_rank(m: &mut Metrics, rank: usize) {
         *r += f64::from(u8::from(rank <= cut));
     }
     m.mrr += 1.0 / rank as f64;
-}
-
-fn merge(a: &mut Metrics, b: &Metrics) {
-    a.recall.iter_mut().zip(b.recall).for_each(|(x, y)| *x += y);
-    a.mrr += b.mrr;
 }

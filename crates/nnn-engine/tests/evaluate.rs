@@ -256,3 +256,16 @@ fn several_right_answers_count_the_best_ranked() {
     assert_eq!(cells[0].metrics.recall, [0.0, 1.0, 1.0]);
     assert!((cells[0].metrics.mrr - 0.5).abs() < 1e-12);
 }
+
+#[test]
+fn metrics_are_the_same_bits_on_every_run() {
+    let d = small();
+    let b = CpuBackend::new(2).unwrap();
+    let (c, r) = (Matrix::from_slice(&d.cand, DIM, "c").unwrap(), Matrix::from_slice(&d.refs, DIM, "r").unwrap());
+    let l = labelled(&d.queries, &d.gt, c.rows());
+    let grid = Grid { ks: vec![16], alphas: vec![0.5, 0.75], dn: true, ..Grid::default() };
+    let first = evaluate(&b, 2, &c, &r, &l, &grid, &mut Unwatched).unwrap();
+    for _ in 0..3 {
+        assert_eq!(evaluate(&b, 2, &c, &r, &l, &grid, &mut Unwatched).unwrap(), first);
+    }
+}
