@@ -12,7 +12,8 @@ cluster_start() {
   PGPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   sudo -u postgres "$PGBIN/initdb" -D "$NNN_PGDIR/data" -A trust -U postgres --no-sync >"$NNN_PGDIR/initdb.log" 2>&1 \
     || { cat "$NNN_PGDIR/initdb.log"; return 1; }
-  sudo -u postgres "$PGBIN/pg_ctl" -D "$NNN_PGDIR/data" -l "$NNN_PGDIR/server.log" -w \
+  # RUST_BACKTRACE=1: the tests check that no Rust backtrace reaches an error's DETAIL even then
+  sudo -u postgres RUST_BACKTRACE=1 "$PGBIN/pg_ctl" -D "$NNN_PGDIR/data" -l "$NNN_PGDIR/server.log" -w \
     -o "-p $PGPORT -k $NNN_PGDIR -c listen_addresses=127.0.0.1 -c fsync=off ${NNN_PG_OPTIONS:-}" start >/dev/null \
     || { cat "$NNN_PGDIR/server.log"; return 1; }
   export NNN_PGDIR PGPORT PGHOST=127.0.0.1 PGUSER=postgres PGDATABASE=postgres

@@ -4,8 +4,9 @@
 //! [`AUTO_GPU_FLOP`] to it.
 
 use crate::guc;
-use crate::postgres::errors::{fail, or_raise};
+use crate::postgres::errors::{fail, or_raise, report};
 use nnn_engine::{Backend, CpuBackend};
+use pgrx::PgLogLevel::{DEBUG1, WARNING};
 use pgrx::PgSqlErrorCode::*;
 
 /// Work (floating-point operations) from which `auto` prefers a usable GPU: below it, copying
@@ -40,11 +41,11 @@ fn gpu() -> Result<Box<dyn Backend>, String> {
     let opened = OPENED.get_or_init(|| {
         let r = CudaBackend::new(0).map(Arc::new);
         match &r {
-            Ok(g) => pgrx::debug1!("nnn: CUDA device {} is usable", g.device_name()),
+            Ok(g) => report(DEBUG1, format!("nnn: CUDA device {} is usable", g.device_name())),
             Err(why @ EngineError::Unavailable { .. }) => {
-                pgrx::debug1!("nnn: no GPU, the CPU backend runs everything: {why}")
+                report(DEBUG1, format!("nnn: no GPU, the CPU backend runs everything: {why}"))
             }
-            Err(why) => pgrx::warning!("nnn: the GPU cannot be used, the CPU backend runs everything: {why}"),
+            Err(why) => report(WARNING, format!("nnn: the GPU cannot be used, the CPU backend runs everything: {why}")),
         }
         r.map_err(|e| e.to_string())
     });

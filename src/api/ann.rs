@@ -57,11 +57,12 @@ mod with_faiss {
     use crate::guc;
     use crate::postgres::ann_store::{load, save, snapshot, Saved};
     use crate::postgres::cache::{self, Content, Entry};
-    use crate::postgres::errors::{or_raise, select_first};
+    use crate::postgres::errors::{or_raise, report, select_first};
     use crate::postgres::interrupts::BackendControl;
     use crate::postgres::read::{check_memory, read_vectors};
     use nnn_engine::faiss::ann::AnnIndex;
     use nnn_engine::Matrix;
+    use pgrx::PgLogLevel::{DEBUG1, NOTICE};
     use std::collections::HashSet;
     use std::time::Instant;
 
@@ -84,7 +85,10 @@ mod with_faiss {
         let rows = read_vectors::<i64>(&select_rows(def, ""), &[], &what, None);
         if rows.keys.is_empty() {
             // Nothing to train on: record the choice; searches scan exactly until nnn.refresh.
-            pgrx::notice!("nnn: {what}: no rows to train on yet; run nnn.refresh('{}') once there are", def.name);
+            report(
+                NOTICE,
+                format!("nnn: {what}: no rows to train on yet; run nnn.refresh('{}') once there are", def.name),
+            );
             save(&Saved { index: &def.name, factory, snapshot: None, live_rows: 0, dead_rows: 0 }, &[]);
             return AnnReport { live_rows: 0, dead_rows: 0, bytes: 0, seconds: started.elapsed().as_secs_f64() };
         }
@@ -184,7 +188,7 @@ mod with_faiss {
         let Content::Ann(index) = &entry.content else { return None };
         let build_xid = def.ann.as_ref().and_then(|a| a.build_xid.as_deref());
         let Some(changed) = cache::changed_since(&def.name, &entry.snapshot, build_xid, entry.rows) else {
-            pgrx::debug1!("nnn: {what}: too many changes since it was built; scanning exactly");
+            report(DEBUG1, format!("nnn: {what}: too many changes since it was built; scanning exactly"));
             return None;
         };
         let skip: HashSet<i64> = changed.iter().copied().collect();

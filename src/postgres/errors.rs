@@ -10,6 +10,27 @@ pub fn fail(code: PgSqlErrorCode, message: impl Into<String>, hint: impl Into<St
     unreachable!("ERROR returned")
 }
 
+/// Reports `message` at `level`, which must be below ERROR (NOTICE, WARNING, DEBUG1), with
+/// interrupts held off. PostgreSQL's `errfinish` checks for a pending cancel after sending a
+/// report, and pgrx calls it unguarded: a cancel raised there would longjmp over the Rust
+/// frames between here and the SQL function, skipping their destructors, among them the join
+/// of the engine's worker threads, which would go on reading freed memory. Held off, the
+/// cancel is seen at the caller's next check.
+pub fn report(level: PgLogLevel, message: impl Into<String>) {
+    let code = if level == PgLogLevel::WARNING {
+        PgSqlErrorCode::ERRCODE_WARNING
+    } else {
+        PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION
+    };
+    debug_assert!(level < PgLogLevel::ERROR);
+    // SAFETY: the backend's interrupt holdoff counter, on its main thread, raised and lowered
+    // around one call as HOLD_INTERRUPTS/RESUME_INTERRUPTS do (error recovery resets it).
+    unsafe { pg_sys::InterruptHoldoffCount += 1 };
+    pgrx::pg_sys::panic::ErrorReport::new(code, message.into(), "nnn").report(level);
+    // SAFETY: as above.
+    unsafe { pg_sys::InterruptHoldoffCount -= 1 };
+}
+
 /// Raises the SQL error matching an engine error; `context` says what was being done.
 pub fn raise(err: EngineError, context: &str) -> ! {
     use PgSqlErrorCode::*;
@@ -97,6 +118,25 @@ mod tests {
     use nnn_engine::run::run_polled;
     use nnn_engine::Unwatched;
     use pgrx::prelude::*;
+
+    /// A report sent while a cancel is pending returns (the cancel waits for the next check)
+    /// instead of raising it from inside the report, which would skip the Rust frames above.
+    #[pg_test]
+    fn a_report_does_not_raise_a_pending_cancel() {
+        // SAFETY: the test's own backend flags, set and cleared on its main thread.
+        unsafe {
+            pgrx::pg_sys::QueryCancelPending = 1;
+            pgrx::pg_sys::InterruptPending = 1;
+        }
+        super::report(pgrx::PgLogLevel::NOTICE, "nnn: a progress report");
+        let still_pending = super::cancel_requested();
+        // SAFETY: as above.
+        unsafe {
+            pgrx::pg_sys::QueryCancelPending = 0;
+            pgrx::pg_sys::InterruptPending = 0;
+        }
+        assert!(still_pending);
+    }
 
     /// A panic on a rayon worker inside a real backend comes back as an SQL ERROR.
     #[pg_test(error = "worker: a worker thread panicked: injected worker failure")]

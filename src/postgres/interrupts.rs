@@ -1,8 +1,9 @@
 //! The engine's [`Control`] for a backend: stops on cancel/timeout, reports progress.
 
-use super::errors::cancel_requested;
+use super::errors::{cancel_requested, report};
 use crate::guc;
 use nnn_engine::Control;
+use pgrx::PgLogLevel::NOTICE;
 use std::time::{Duration, Instant};
 
 /// How often progress NOTICEs are sent at most.
@@ -42,9 +43,12 @@ impl Control for BackendControl {
             match self.rows {
                 Some(rows) => {
                     let done_rows = (done as u128 * rows as u128 / total as u128) as u64;
-                    pgrx::notice!("nnn: {}: {done_rows} of {rows} rows ({pct:.1}%) after {secs:.0} s", self.what)
+                    report(
+                        NOTICE,
+                        format!("nnn: {}: {done_rows} of {rows} rows ({pct:.1}%) after {secs:.0} s", self.what),
+                    )
                 }
-                None => pgrx::notice!("nnn: {}: {pct:.1}% done after {secs:.0} s", self.what),
+                None => report(NOTICE, format!("nnn: {}: {pct:.1}% done after {secs:.0} s", self.what)),
             }
         }
         true

@@ -86,8 +86,12 @@ def test_without_update_a_build_is_denied_and_nothing_changes(roles, connect):
     before = roles.execute("SELECT array_agg(nnn_bias ORDER BY id) FROM pv_img").fetchone()
     b = connect()
     b.execute("SET ROLE nnn_bob")
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+    with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
         b.execute("SELECT nnn.build_bias('pv_img', 'emb', 'pv_ref', 'emb', k => 1)")
+    # raised through SPI inside nnn: PostgreSQL's own error, no Rust backtrace in its DETAIL
+    # (scripts/cluster.sh runs the server with RUST_BACKTRACE=1)
+    assert e.value.diag.message_primary == "permission denied for table pv_img"
+    assert not e.value.diag.message_detail, e.value.diag.message_detail
     assert roles.execute("SELECT array_agg(nnn_bias ORDER BY id) FROM pv_img").fetchone() == before
 
 
