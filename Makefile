@@ -19,15 +19,16 @@ ifneq ($(shell grep -m1 -ow avx2 /proc/cpuinfo 2>/dev/null),)
 export CXXFLAGS ?= -mavx2 -mfma -mf16c -mpopcnt
 endif
 
-.PHONY: setup test test-engine test-pgrx install test-db demo tune bench bench-engine bench-ann bench-planner lint
+.PHONY: setup test test-engine test-pgrx install test-db test-citus demo tune bench bench-engine bench-ann bench-planner lint
 
 setup:
 	bash scripts/setup.sh
 	bash scripts/pgvector.sh
+	bash scripts/citus.sh
 	bash scripts/venv.sh
 
 ## every test level; fails if any fails
-test: setup test-engine test-pgrx install test-db
+test: setup test-engine test-pgrx install test-db test-citus
 	@echo "make test: all test levels passed"
 
 ## 1. the engine, without PostgreSQL; the AVX2 kernel tests where the CPU has AVX2; NVRTC (from
@@ -57,6 +58,10 @@ install:
 ## 3 + 4. pg_regress and the integration tests on a throw-away cluster
 test-db:
 	bash scripts/test-db.sh
+
+## 5. tests/citus against a throw-away Citus cluster (a coordinator and two workers)
+test-citus:
+	bash scripts/test-citus.sh
 
 ## the demo: real data, plain vs NNN recall, on a throw-away cluster
 demo: setup install

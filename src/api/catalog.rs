@@ -2,15 +2,17 @@
 //! and `nnn.refresh_rows`, which the candidate-table triggers call.
 
 use super::augmented;
-use super::bias::{build, BuildReport, Scope};
+use super::bias::{build, family, family_columns, BuildReport, Scope};
 use crate::guc;
 use crate::postgres::cache::Situation;
-use crate::postgres::errors::{fail, spi_or_raise};
+use crate::postgres::citus;
+use crate::postgres::errors::{self, fail, spi_or_raise};
 use crate::postgres::relation::{ensure_bias_column, id_column, resolve, vector_column, Table};
 use nnn_engine::evaluate::Family;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_literal};
+use pgrx::PgLogLevel::NOTICE;
 use pgrx::PgRelation;
 use pgrx::PgSqlErrorCode::*;
 
@@ -74,7 +76,8 @@ pub struct AnnDef {
 /// 0.1.0 are read through `to_jsonb`, so a new library works on a 0.1.0 catalog until
 /// `ALTER EXTENSION nnn UPDATE`.
 pub fn lookup(name: Option<&str>) -> IndexDef {
-    let found: Vec<IndexDef> = Spi::connect(|client| {
+    let mut citus_here = false;
+    let mut found: Vec<IndexDef> = Spi::connect(|client| {
         let rows = client.select(
             "SELECT i.name, i.candidates::oid, i.candidates::regclass::text, i.id_column::text,
                     i.embedding_column::text, i.reference::oid, i.reference::regclass::text,
@@ -85,7 +88,8 @@ pub fn lookup(name: Option<&str>) -> IndexDef {
                     format('%s|%s|%s|%s', c.oid, c.relfilenode, i.built_at, i.log_epoch),
                     a.factory, a.snapshot::text, a.build_xid::text, format('%s|%s|%s', c.oid, c.relfilenode, a.xmin),
                     pg_catalog.to_jsonb(i) ->> 'augmented_column', (pg_catalog.to_jsonb(i) ->> 'alpha')::real,
-                    coalesce(pg_catalog.to_jsonb(i) ->> 'family', 'nnn'), (pg_catalog.to_jsonb(i) ->> 'beta')::real
+                    coalesce(pg_catalog.to_jsonb(i) ->> 'family', 'nnn'), (pg_catalog.to_jsonb(i) ->> 'beta')::real,
+                    EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus')
              FROM nnn.indexes i LEFT JOIN pg_catalog.pg_class c ON c.oid = i.candidates
                   LEFT JOIN nnn.ann a ON a.index_name = i.name
              WHERE $1::text IS NULL OR i.name = $1 ORDER BY i.name LIMIT 2",
@@ -101,6 +105,7 @@ pub fn lookup(name: Option<&str>) -> IndexDef {
             let k = spi_or_raise(row.get::<i32>(10), "reading nnn.indexes").unwrap_or(0);
             let readable = !flag(13);
             let usable = readable && guc::CACHE_MB.get() > 0;
+            citus_here |= flag(23);
             out.push(IndexDef {
                 name: text(1),
                 candidates: Table { oid: oid(2), sql: text(3) },
@@ -124,6 +129,15 @@ pub fn lookup(name: Option<&str>) -> IndexDef {
         }
         out
     });
+    if citus_here {
+        // a Citus distributed table has no triggers to log changes: neither a cache nor a
+        // Faiss structure can be brought up to date, every search reads the rows
+        for def in found.iter_mut().filter(|d| citus::distribution_column(&d.candidates).is_some()) {
+            def.now.readable = false;
+            def.now.usable = false;
+            def.now.storable = false;
+        }
+    }
     match (found.len(), name) {
         (0, Some(n)) => fail(
             ERRCODE_UNDEFINED_OBJECT,
@@ -165,39 +179,6 @@ fn triggers(name: &str) -> [(String, &'static str, &'static str); 4] {
         (q("delete"), "AFTER DELETE", "REFERENCING OLD TABLE AS nnn_old"),
         (q("truncate"), "AFTER TRUNCATE", ""),
     ]
-}
-
-/// The bias family named `name` (nnn, dn, lse) with NNN's `k` and log-sum-exp's `beta`,
-/// checked: an error names what is wrong.
-pub fn family(name: &str, k: i32, beta: Option<f32>) -> Family {
-    match (name, beta) {
-        ("nnn", None) if k >= 1 => Family::Nnn { k: k as usize },
-        ("nnn", None) => {
-            fail(ERRCODE_INVALID_PARAMETER_VALUE, format!("k must be at least 1, got {k}"), "The paper uses k = 128.")
-        }
-        ("dn", None) => Family::Dn,
-        ("lse", Some(beta)) if beta.is_finite() && beta > 0.0 => Family::Lse { beta },
-        ("lse", _) => fail(
-            ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("the lse family needs a positive beta, got {}", beta.map_or("NULL".into(), |b| b.to_string())),
-            "Pass beta, e.g. beta => 20 (nnn.evaluate compares several).",
-        ),
-        ("nnn" | "dn", Some(_)) => fail(
-            ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("beta is a parameter of the lse family, not of {name}"),
-            "Leave beta NULL, or use family => 'lse'.",
-        ),
-        _ => fail(ERRCODE_INVALID_PARAMETER_VALUE, format!("unknown bias family \"{name}\""), "Use nnn, dn or lse."),
-    }
-}
-
-/// The family's name and β, as `nnn.indexes` stores them.
-pub fn family_columns(family: Family) -> (&'static str, Option<f32>) {
-    match family {
-        Family::Nnn { .. } | Family::Plain => ("nnn", None),
-        Family::Dn => ("dn", None),
-        Family::Lse { beta } => ("lse", Some(beta)),
-    }
 }
 
 fn report_row(r: BuildReport, k: i32) -> TableIterator<'static, (i64, i64, i64, i32, f64)> {
@@ -328,7 +309,14 @@ mod nnn {
         }
         let arg = quote_literal(name);
         let t = &def.candidates.sql;
-        for (trigger, event, transition) in triggers(name) {
+        let distributed = citus::distribution_column(&def.candidates).is_some();
+        if distributed {
+            errors::report(
+                NOTICE,
+                format!("nnn: {t} is distributed by Citus, which runs no triggers on it: after writes, give new and changed rows their bias with nnn.refresh_rows('{name}', ids) (or nnn.refresh('{name}'))"),
+            );
+        }
+        for (trigger, event, transition) in triggers(name).into_iter().filter(|_| !distributed) {
             spi_or_raise(
                 Spi::run(&format!(
                     "CREATE TRIGGER {trigger} {event} ON {t} {transition}

@@ -1,8 +1,9 @@
 //! `nnn.evaluate` and `nnn.tune`: recall and MRR of rankers on labelled queries, and the
 //! best (k, α) of an index, picked on one part of the queries and reported on the other.
 
+use super::bias::family_columns;
 use super::bias::read_reference;
-use super::catalog::{check_owner, family_columns, lookup, IndexDef};
+use super::catalog::{check_owner, lookup, IndexDef};
 use crate::backends::backend;
 use crate::guc;
 use crate::postgres::errors::{fail, or_raise, spi_or_raise};

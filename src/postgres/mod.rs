@@ -1,10 +1,11 @@
 //! PostgreSQL integration: errors, interrupts and progress, relation names, reading vectors
 //! out of tables and writing biases back, the snapshot-checked search cache, and storing
-//! Faiss structures. Only the backend's main thread runs this code.
+//! Faiss structures, Citus metadata. Only the backend's main thread runs this code.
 
 #[cfg(feature = "faiss")]
 pub mod ann_store;
 pub mod cache;
+pub mod citus;
 pub mod coerce;
 pub mod errors;
 pub mod interrupts;
