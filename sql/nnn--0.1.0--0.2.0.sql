@@ -1,7 +1,8 @@
 -- nnn 0.1.0 -> 0.2.0: augmented pgvector columns (nnn.set_augmented, nnn.query_vector and
 -- nnn.create_index's augmented options), nnn_search among an id set, evaluation and tuning
 -- (nnn.evaluate, nnn.tune) with a per-index alpha (nnn.set_alpha, nnn.index_alpha) and bias
--- family (nnn.create_index's family and beta: NNN, DN or log-sum-exp), and a change log that
+-- family (nnn.create_index's family and beta: NNN, DN or log-sum-exp), bias builds on Citus
+-- workers (nnn.shard_bias), and a change log that
 -- only writers of the candidate table may append to and that searches read by xid range. Catalog rows, biases, triggers and
 -- Faiss structures carry over unchanged.
 \echo Use "ALTER EXTENSION nnn UPDATE TO '0.2.0'" to load this file. \quit
@@ -169,3 +170,19 @@ CREATE  FUNCTION nnn."index_alpha"(
 STRICT STABLE PARALLEL RESTRICTED
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'index_alpha_wrapper';
+
+-- Citus: each worker computes its shards' biases (called by nnn.build_bias)
+CREATE  FUNCTION nnn."shard_bias"(
+	"shard" oid, /* pg_sys :: Oid */
+	"key" bigint, /* i64 */
+	"embedding" TEXT, /* & str */
+	"key_column" TEXT, /* & str */
+	"reference_shard" TEXT, /* & str */
+	"reference_embedding" TEXT, /* & str */
+	"family" TEXT, /* & str */
+	"k" INT, /* i32 */
+	"beta" real /* Option < f32 > */
+) RETURNS real /* Option < f32 > */
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'shard_bias_wrapper';
