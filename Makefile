@@ -19,12 +19,11 @@ ifneq ($(shell grep -m1 -ow avx2 /proc/cpuinfo 2>/dev/null),)
 export CXXFLAGS ?= -mavx2 -mfma -mf16c -mpopcnt
 endif
 
-.PHONY: setup test test-engine test-pgrx install test-db test-citus demo tune bench bench-engine bench-ann bench-planner lint
+.PHONY: setup test test-engine test-pgrx install test-db test-citus demo tune bench bench-engine bench-ann bench-planner bench-citus lint
 
 setup:
 	bash scripts/setup.sh
 	bash scripts/pgvector.sh
-	bash scripts/citus.sh
 	bash scripts/venv.sh
 
 ## every test level; fails if any fails
@@ -61,6 +60,7 @@ test-db:
 
 ## 5. tests/citus against a throw-away Citus cluster (a coordinator and two workers)
 test-citus:
+	bash scripts/citus.sh
 	bash scripts/test-citus.sh
 
 ## the demo: real data, plain vs NNN recall, on a throw-away cluster
@@ -82,6 +82,10 @@ bench-engine:
 ## the ORDER BY path (pgvector over [r, bias]) vs nnn_search vs nnn's Faiss HNSW (not a test)
 bench-planner: setup install
 	bash scripts/bench-planner.sh
+
+## bias builds on a Citus cluster (2 workers) vs one node, and the coordinator's traffic (not a test)
+bench-citus: setup install
+	bash scripts/bench-citus.sh
 
 ## Faiss structures vs exact search: recall@10 and queries per second (not a test)
 bench-ann:

@@ -185,17 +185,22 @@ fn report_row(r: BuildReport, k: i32) -> TableIterator<'static, (i64, i64, i64, 
     TableIterator::once((r.rows, r.skipped, r.reference_rows, k, r.seconds))
 }
 
-/// Rebuilds every bias of an index and stamps the catalog.
-fn rebuild(def: &IndexDef) -> BuildReport {
-    let r = build(
+/// Computes and stores the biases of index `def`'s rows in `scope`.
+fn build_rows(def: &IndexDef, scope: Scope) -> BuildReport {
+    build(
         &def.candidates,
         &def.embedding,
         &def.reference,
         &def.reference_embedding,
         &def.bias_column,
         def.family,
-        Scope::All,
-    );
+        scope,
+    )
+}
+
+/// Rebuilds every bias of an index and stamps the catalog.
+fn rebuild(def: &IndexDef) -> BuildReport {
+    let r = build_rows(def, Scope::All);
     // The rebuild logged every row it rewrote; prune the log (caches rebuild on the new epoch).
     for sql in ["UPDATE nnn.indexes SET built_at = now() WHERE name = $1", "SELECT nnn.prune_changes($1)"] {
         spi_or_raise(Spi::run_with_args(sql, &[DatumWithOid::from(def.name.as_str())]), "updating nnn.indexes");
@@ -456,16 +461,6 @@ mod nnn {
             ),
             "clearing biases of NULL embeddings",
         );
-        let scope = Scope::Ids { id_column: &def.id_column, ids };
-        build(
-            &def.candidates,
-            &def.embedding,
-            &def.reference,
-            &def.reference_embedding,
-            &def.bias_column,
-            def.family,
-            scope,
-        )
-        .rows
+        build_rows(&def, Scope::Ids { id_column: &def.id_column, ids }).rows
     }
 }

@@ -94,12 +94,16 @@ def test_tune_is_reproducible_and_reports_on_the_other_part(wn, connect):
     assert c.execute("SELECT k, alpha FROM nnn.indexes WHERE name = 'wn'").fetchone() == (128, None)
 
 
-def test_applying_a_pick_rebuilds_and_stores_it_and_nnn_alpha_still_wins(wn, connect):
-    c = connect()
-    # a poor current setting (k = 1, alpha = -1), so that the pick differs from it
+def poor_current_ranker(c):
+    """Gives index 'wn' a poor ranker (NNN k = 1, alpha = -1), so that a tuned pick differs."""
     c.execute("UPDATE nnn.indexes SET k = 1 WHERE name = 'wn'")
     c.execute("SELECT nnn.refresh('wn')")
     c.execute("SELECT nnn.set_alpha('wn', -1)")
+    return c
+
+
+def test_applying_a_pick_rebuilds_and_stores_it_and_nnn_alpha_still_wins(wn, connect):
+    c = poor_current_ranker(connect())
     sql = ("SELECT pick, k, alpha, applied FROM nnn.tune('wn', 'wn_q', 'emb', 'answer', '{16}', '{0.5}', "
            "metric => 'mrr', tune_fraction => 0.6, seed => 1, apply => %s)")
     dry = c.execute(sql, (False,)).fetchall()
@@ -164,11 +168,7 @@ def test_an_index_of_another_family_builds_and_keeps_its_biases(wn, connect, fam
 
 
 def test_tune_across_families_applies_the_family(wn, connect):
-    c = connect()
-    # a poor current ranker (NNN k = 1, alpha = -1), so that the pick is another family
-    c.execute("UPDATE nnn.indexes SET k = 1 WHERE name = 'wn'")
-    c.execute("SELECT nnn.refresh('wn')")
-    c.execute("SELECT nnn.set_alpha('wn', -1)")
+    c = poor_current_ranker(connect())
     sql = ("SELECT pick, family, k, beta, alpha, applied FROM nnn.tune('wn', 'wn_q', 'emb', 'answer', '{16}', '{0.5,1}', "
            "metric => 'mrr', seed => 3, families => '{dn,lse}', betas => '{10}', apply => %s)")
     dry = c.execute(sql, (False,)).fetchall()
