@@ -4,9 +4,8 @@
 //! [`AUTO_GPU_FLOP`] to it.
 
 use crate::guc;
-use crate::postgres::errors::{fail, or_raise, report};
+use crate::postgres::errors::{fail, or_raise};
 use nnn_engine::{Backend, CpuBackend};
-use pgrx::PgLogLevel::{DEBUG1, WARNING};
 use pgrx::PgSqlErrorCode::*;
 
 /// Work (floating-point operations) from which `auto` prefers a usable GPU: below it, copying
@@ -34,8 +33,10 @@ pub fn backend(flop: f64) -> Box<dyn Backend> {
 
 #[cfg(feature = "cuda")]
 fn gpu() -> Result<Box<dyn Backend>, String> {
+    use crate::postgres::errors::report;
     use nnn_engine::backend::cuda::CudaBackend;
     use nnn_engine::EngineError;
+    use pgrx::PgLogLevel::{DEBUG1, WARNING};
     use std::sync::{Arc, OnceLock};
     static OPENED: OnceLock<Result<Arc<CudaBackend>, String>> = OnceLock::new();
     let opened = OPENED.get_or_init(|| {
