@@ -117,7 +117,7 @@ def index(data):
     return "dist"
 
 
-def test_new_rows_get_their_bias_from_refresh_rows(index, connect):
+def test_new_and_updated_rows_get_their_bias_from_refresh_rows(index, connect):
     c = connect()
     new = f16("queries.f16")[:20]  # any vectors: 20 new candidates
     ids = np.arange(10_000, 10_020)
@@ -129,6 +129,14 @@ def test_new_rows_get_their_bias_from_refresh_rows(index, connect):
     assert np.abs(biases(c, "wc") - biases(c, "lc")).max() <= 1e-6
     # the augmented column follows the bias on every shard
     assert c.execute("SELECT count(*) FROM wc WHERE nnn_augmented IS NULL").fetchone()[0] == 0
+    # an updated embedding gets its new bias the same way
+    moved = f16("queries.f16")[100]
+    for t in ("wc", "lc"):
+        c.execute(f"UPDATE {t} SET emb = %s::real[] WHERE id = 10005", (moved.tolist(),))
+    stale = c.execute("SELECT (SELECT nnn_bias FROM wc WHERE id = 10005) <> (SELECT nnn_bias FROM lc WHERE id = 10005)").fetchone()[0]
+    assert stale  # no trigger ran on the distributed table
+    c.execute("SELECT nnn.refresh_rows('dist', '{10005}')")
+    assert np.abs(biases(c, "wc") - biases(c, "lc")).max() <= 1e-6
     for t in ("wc", "lc"):
         c.execute(f"DELETE FROM {t} WHERE id >= 10000")
 
