@@ -57,6 +57,22 @@ CREATE TABLE nnn.ann (
     bytes      bigint,
     built_at   timestamptz
 );
+-- A structure restored from another cluster's dump (pg_dump, then pg_restore) carries that
+-- cluster's transaction ids. A snapshot this cluster has not reached yet is replaced by the
+-- earliest one, so that every change logged here counts as newer than the structure (a restore
+-- logs none: the tables' triggers come after their data) and the structure stays in use.
+CREATE FUNCTION nnn.ann_restored() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.snapshot IS NOT NULL AND pg_catalog.pg_snapshot_xmax(NEW.snapshot)
+                                    > pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot()) THEN
+        NEW.snapshot := '3:3:';
+        NEW.build_xid := NULL;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER ann_restored BEFORE INSERT ON nnn.ann FOR EACH ROW EXECUTE FUNCTION nnn.ann_restored();
 -- The serialized structure in 1 MiB pieces: transactional, WAL-logged and replicated with
 -- the rest of the database. Readable only by those who may read the candidate table.
 CREATE TABLE nnn.ann_chunks (

@@ -2,7 +2,8 @@
 -- nnn.create_index's augmented options), nnn_search among an id set, evaluation and tuning
 -- (nnn.evaluate, nnn.tune) with a per-index alpha (nnn.set_alpha, nnn.index_alpha) and bias
 -- family (nnn.create_index's family and beta: NNN, DN or log-sum-exp), bias builds on Citus
--- workers (nnn.shard_bias), and a change log that
+-- workers (nnn.shard_bias), Faiss structures that stay usable after a pg_dump restored into
+-- another cluster, and a change log that
 -- only writers of the candidate table may append to and that searches read by xid range. Catalog rows, biases, triggers and
 -- Faiss structures carry over unchanged.
 \echo Use "ALTER EXTENSION nnn UPDATE TO '0.2.0'" to load this file. \quit
@@ -12,6 +13,23 @@ ALTER TABLE nnn.indexes ADD COLUMN alpha real CHECK (alpha = alpha AND alpha BET
 ALTER TABLE nnn.indexes ADD COLUMN family text NOT NULL DEFAULT 'nnn' CHECK (family IN ('nnn', 'dn', 'lse'));
 ALTER TABLE nnn.indexes ADD COLUMN beta real CHECK (beta > 0 AND beta < 'Infinity');
 ALTER TABLE nnn.indexes ADD CHECK ((family = 'lse') = (beta IS NOT NULL));
+
+-- A structure restored from another cluster's dump (pg_dump, then pg_restore) carries that
+-- cluster's transaction ids. A snapshot this cluster has not reached yet is replaced by the
+-- earliest one, so that every change logged here counts as newer than the structure (a restore
+-- logs none: the tables' triggers come after their data) and the structure stays in use.
+CREATE FUNCTION nnn.ann_restored() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.snapshot IS NOT NULL AND pg_catalog.pg_snapshot_xmax(NEW.snapshot)
+                                    > pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot()) THEN
+        NEW.snapshot := '3:3:';
+        NEW.build_xid := NULL;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER ann_restored BEFORE INSERT ON nnn.ann FOR EACH ROW EXECUTE FUNCTION nnn.ann_restored();
 
 -- A cache's check reads only entries at or after its snapshot's xmin (older ones it has seen).
 CREATE INDEX changes_index_name_xid ON nnn.changes (index_name, xid);
