@@ -19,7 +19,7 @@ ifneq ($(shell grep -m1 -ow avx2 /proc/cpuinfo 2>/dev/null),)
 export CXXFLAGS ?= -mavx2 -mfma -mf16c -mpopcnt
 endif
 
-.PHONY: setup test test-engine test-pgrx install test-db test-citus demo tune bench bench-engine bench-ann bench-planner bench-citus lint
+.PHONY: setup test test-engine test-pgrx install test-db test-citus demo tune bench bench-engine bench-ann bench-planner bench-citus bench-connections lint
 
 setup:
 	bash scripts/setup.sh
@@ -86,6 +86,10 @@ bench-planner: setup install
 ## bias builds on a Citus cluster (2 workers) vs one node, and the coordinator's traffic (not a test)
 bench-citus: setup install
 	bash scripts/bench-citus.sh
+
+## 32 sessions searching one index: memory per session and queries per second (not a test)
+bench-connections: setup install
+	bash scripts/bench-connections.sh
 
 ## Faiss structures vs exact search: recall@10 and queries per second (not a test)
 bench-ann:
