@@ -55,6 +55,26 @@ pub fn alpha_for(stored: Option<f32>) -> f32 {
     }
 }
 
+/// `nnn.alpha` where a query vector or score was not given its α. Inside a Citus worker's part
+/// of a distributed query (application_name `citus_internal …`) an error instead, unless the
+/// setting was set there: the worker's session does not see the coordinator's `SET nnn.alpha`,
+/// and would rank with its own default without a word.
+pub fn default_alpha() -> f64 {
+    // SAFETY: reads the application_name setting's C string on the backend's main thread.
+    let internal = unsafe {
+        !pg_sys::application_name.is_null()
+            && std::ffi::CStr::from_ptr(pg_sys::application_name).to_bytes().starts_with(b"citus_internal")
+    };
+    if internal && !alpha_is_set() {
+        crate::postgres::errors::fail(
+            pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "nnn.alpha is not set in this Citus worker's session: the coordinator's setting does not reach it",
+            "Pass alpha explicitly (nnn.query_vector(q, 0.75), nnn_score(emb, q, bias, 0.75)), or make the query vector once on the coordinator: (SELECT nnn.query_vector(q)).",
+        );
+    }
+    ALPHA.get()
+}
+
 /// Whether `nnn.alpha` has a value from any source other than its built-in default.
 fn alpha_is_set() -> bool {
     // SAFETY: reads PostgreSQL's table of settings on the backend's main thread; its entries

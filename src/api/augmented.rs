@@ -270,7 +270,7 @@ mod nnn {
     #[pg_extern(stable, parallel_safe)]
     fn query_vector(query: Option<AnyElement>, alpha: default!(Option<f64>, "NULL")) -> Option<AnyElement> {
         let query = query?;
-        let alpha = alpha.unwrap_or_else(|| guc::ALPHA.get());
+        let alpha = alpha.unwrap_or_else(guc::default_alpha);
         if !alpha.is_finite() {
             fail(
                 ERRCODE_INVALID_PARAMETER_VALUE,

@@ -8,7 +8,7 @@ use pgrx::PgSqlErrorCode::*;
 /// Current `nnn.alpha` (used as the default of `nnn_score`'s alpha).
 #[pg_extern(stable, parallel_safe, name = "nnn_alpha")]
 fn nnn_alpha() -> f64 {
-    guc::ALPHA.get()
+    guc::default_alpha()
 }
 
 /// Copies a `real[]` argument into a vector, rejecting NULL elements and non-finite values.

@@ -170,7 +170,8 @@ def test_the_order_by_path_runs_on_the_shards_and_equals_one_node(index, connect
 
 def test_alpha_is_taken_once_on_the_coordinator(index, connect):
     """A session's nnn.alpha does not reach the workers' sessions: the query vector is made on
-    the coordinator (an uncorrelated subquery, or an explicit alpha) and sent to the shards."""
+    the coordinator (an uncorrelated subquery, or an explicit alpha) and sent to the shards;
+    an alpha left to a worker is an error unless SET LOCAL propagated it."""
     c = connect()
     q = f16("queries.f16")[42]
     c.execute("SET nnn.alpha = 0.2")
@@ -178,6 +179,19 @@ def test_alpha_is_taken_once_on_the_coordinator(index, connect):
         "SELECT id FROM wc ORDER BY nnn_augmented <#> (SELECT nnn.query_vector(%s::vector)) LIMIT 10", (vec(q),))]
     assert got == local_top(c, q, 0.2)
     assert got != local_top(c, q, 0.75)  # alpha matters on this query
+    # left to the workers, an unset alpha is an error, not their default
+    for sql in ("SELECT id FROM wc ORDER BY nnn_augmented <#> nnn.query_vector(%s::vector) LIMIT 10",
+                "SELECT id FROM wc ORDER BY nnn_score(emb, %s::vector::real[], nnn_bias) DESC LIMIT 10"):
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="not set in this Citus worker's session") as e:
+            c.execute(sql, (vec(q),))
+        assert "nnn.query_vector(q)" in e.value.diag.message_hint
+    # unless the setting travels with the transaction (Citus propagates SET LOCAL when asked)
+    c.execute("SET citus.propagate_set_commands = 'local'")
+    with c.transaction():
+        c.execute("SET LOCAL nnn.alpha = 0.2")
+        got = [i for (i,) in c.execute(
+            "SELECT id FROM wc ORDER BY nnn_augmented <#> nnn.query_vector(%s::vector) LIMIT 10", (vec(q),))]
+    assert got == local_top(c, q, 0.2)
 
 
 def test_hnsw_on_every_shard_matches_one_node(index, connect):
