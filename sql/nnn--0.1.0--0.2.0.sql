@@ -3,7 +3,7 @@
 -- (nnn.evaluate, nnn.tune) with a per-index alpha (nnn.set_alpha, nnn.index_alpha) and bias
 -- family (nnn.create_index's family and beta: NNN, DN or log-sum-exp), bias builds on Citus
 -- workers (nnn.shard_bias), Faiss structures that stay usable after a pg_dump restored into
--- another cluster, and a change log that
+-- another cluster, batch queries sent as packed float32, and a change log that
 -- only writers of the candidate table may append to and that searches read by xid range. Catalog rows, biases, triggers and
 -- Faiss structures carry over unchanged.
 \echo Use "ALTER EXTENSION nnn UPDATE TO '0.2.0'" to load this file. \quit
@@ -204,3 +204,19 @@ CREATE  FUNCTION nnn."shard_bias"(
 VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'shard_bias_wrapper';
+
+-- batch queries sent as packed float32
+CREATE  FUNCTION "nnn_search_batch"(
+	"name" TEXT, /* & str */
+	"queries" bytea, /* & [u8] */
+	"dim" INT, /* i32 */
+	"k" INT /* i32 */
+) RETURNS TABLE (
+	"query_no" INT,  /* i32 */
+	"rank" INT,  /* i32 */
+	"id" bigint,  /* i64 */
+	"score" real  /* f32 */
+)
+STRICT STABLE PARALLEL RESTRICTED
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'nnn_search_batch_packed_wrapper';

@@ -342,10 +342,43 @@ fn nnn_search_batch(
     }
     // SAFETY: as above; the array is real[] with no NULLs (checked just before).
     let data: Vec<f32> = unsafe { raw.data::<f32>().as_ref() }.to_vec();
+    batch(&def, &data, dims[1] as usize, k)
+}
+
+/// Many queries at once, sent as binary: `queries` holds them packed as little-endian f32,
+/// `dim` values each, query after query (numpy: `q.astype('<f4').tobytes()`), so a client
+/// sends 4 bytes per value instead of text. Same rows as the `real[][]` form.
+#[pg_extern(stable, strict, parallel_restricted, name = "nnn_search_batch")]
+#[allow(clippy::type_complexity)]
+fn nnn_search_batch_packed(
+    name: &str,
+    queries: &[u8],
+    dim: i32,
+    k: i32,
+) -> TableIterator<'static, (name!(query_no, i32), name!(rank, i32), name!(id, i64), name!(score, f32))> {
+    let def = lookup(Some(name));
+    if dim < 1 || queries.is_empty() || queries.len() % (4 * dim as usize) != 0 {
+        fail(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("{} bytes are not whole queries of dimension {dim} (4 bytes per value)", queries.len()),
+            "Pack the queries as little-endian float32, query after query: numpy's q.astype('<f4').tobytes().",
+        );
+    }
+    let data: Vec<f32> = queries.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    batch(&def, &data, dim as usize, k)
+}
+
+/// The rows of a batch search of `data` (`dim` per query): (query_no, rank, id, score).
+fn batch(
+    def: &IndexDef,
+    data: &[f32],
+    dim: usize,
+    k: i32,
+) -> TableIterator<'static, (name!(query_no, i32), name!(rank, i32), name!(id, i64), name!(score, f32))> {
     if data.iter().any(|v| !v.is_finite()) {
         fail(ERRCODE_DATA_EXCEPTION, "queries contain NaN or Infinity", "Vectors must be finite.");
     }
-    let hits = run(&def, &data, dims[1] as usize, k, None);
+    let hits = run(def, data, dim, k, None);
     let mut out = Vec::new();
     for (q, row) in hits.into_iter().enumerate() {
         for (rank, (id, score)) in row.into_iter().enumerate() {

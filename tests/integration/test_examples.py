@@ -52,3 +52,11 @@ def test_the_tuning_sweep_prints_golden_cells_and_writes_its_plot(dbname, tmp_pa
     assert any(line.split()[:6] == ["nnn", "128", "0.75", "34.85", "48.60", "52.85"] for line in lines), out.stdout
     assert "same recalls in every cell (±0.01 pt):      True" in out.stdout
     assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_batch_binary_example(dbname):
+    # the psycopg example's query [0, .6, .8, 0] and its mirror [.6, 0, .8, 0]:
+    # 0.6 - 0.75 * 0.3 = 0.375 for the first's own image, 0.8 - 0.75 * 0.9 = 0.125 for image 3
+    out = run("batch_binary_example.py", dbname)
+    assert "query 1: [(1, 0.375), (3, 0.125)]" in out
+    assert "query 2: [(2, 0.375), (3, 0.125)]" in out

@@ -2,6 +2,8 @@
 import json
 
 import numpy as np
+import psycopg
+import pytest
 
 from conftest import SMALL, load_wordnet_small, read_f16
 
@@ -83,3 +85,24 @@ def test_the_cache_keeps_a_16_bit_copy_and_answers_as_the_call_that_filled_it(co
         conn.execute("RESET nnn.cache_mb")
         assert [i for i, _ in cached] == [i for i, _ in fresh]
         assert max(abs(a - b) for (_, a), (_, b) in zip(cached, fresh)) <= 1e-5
+
+
+def test_binary_batch_input_equals_the_array_form(connect):
+    """nnn_search_batch(name, bytea of packed little-endian f32, dim, k): the same rows, bit for
+    bit, as nnn_search_batch(name, real[][], k) on wordnet-small's 472 queries; bad input is a
+    clear error."""
+    conn = connect()
+    load_wordnet_small(conn, "wb_cand", "wb_ref")
+    conn.execute("SELECT nnn.create_index('wb', 'wb_cand', 'id', 'emb', 'wb_ref', 'emb')")
+    queries = read_f16("queries.f16")
+    text = conn.execute("SELECT * FROM nnn_search_batch('wb', %s::real[], 10)", (queries.tolist(),)).fetchall()
+    packed = conn.execute("SELECT * FROM nnn_search_batch('wb', %s, 384, 10)", (queries.astype("<f4").tobytes(),)).fetchall()
+    assert len(text) == 4720 and packed == text
+    for data, dim, message in ((b"\0" * 10, 384, "10 bytes are not whole queries of dimension 384"),
+                               (b"", 384, "0 bytes"), (b"\0" * 8, 0, "dimension 0"),
+                               (np.full(384, np.nan, "<f4").tobytes(), 384, "NaN")):
+        error = psycopg.errors.DataException if message == "NaN" else psycopg.errors.InvalidParameterValue
+        with pytest.raises(error, match=message):
+            conn.execute("SELECT * FROM nnn_search_batch('wb', %s, %s, 10)", (data, dim))
+    with pytest.raises(psycopg.errors.DataException, match="dimension"):
+        conn.execute("SELECT * FROM nnn_search_batch('wb', %s, 4, 10)", (queries[:2].astype("<f4").tobytes(),))
