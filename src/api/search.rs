@@ -357,7 +357,7 @@ fn nnn_search_batch_packed(
     k: i32,
 ) -> TableIterator<'static, (name!(query_no, i32), name!(rank, i32), name!(id, i64), name!(score, f32))> {
     let def = lookup(Some(name));
-    if dim < 1 || queries.is_empty() || queries.len() % (4 * dim as usize) != 0 {
+    if dim < 1 || queries.is_empty() || !queries.len().is_multiple_of(4 * dim as usize) {
         fail(
             ERRCODE_INVALID_PARAMETER_VALUE,
             format!("{} bytes are not whole queries of dimension {dim} (4 bytes per value)", queries.len()),
