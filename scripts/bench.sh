@@ -23,5 +23,6 @@ cluster_start
 "$NNN_VENV/bin/python" scripts/bench_sql.py "$out"
 "$NNN_VENV/bin/python" scripts/bench_changelog.py
 "$NNN_VENV/bin/python" scripts/bench_batch_input.py
+"$NNN_VENV/bin/python" scripts/bench_score.py
 "$NNN_VENV/bin/python" scripts/bench_planner.py
 NNN_TUNE_PNG=${NNN_TUNE_PNG:-$(mktemp -d)/tune.png} "$NNN_VENV/bin/python" scripts/tune.py

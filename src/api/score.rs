@@ -13,21 +13,7 @@ fn nnn_alpha() -> f64 {
 
 /// Copies a `real[]` argument into a vector, rejecting NULL elements and non-finite values.
 pub fn vector_arg(arr: &Array<f32>, what: &str) -> Vec<f32> {
-    let mut out = Vec::with_capacity(arr.len());
-    for v in arr.iter() {
-        match v {
-            Some(x) if x.is_finite() => out.push(x),
-            Some(_) => {
-                fail(ERRCODE_DATA_EXCEPTION, format!("{what} contains NaN or Infinity"), "Vectors must be finite.")
-            }
-            None => fail(
-                ERRCODE_NULL_VALUE_NOT_ALLOWED,
-                format!("{what} contains a NULL element"),
-                "Vectors must not contain NULL elements.",
-            ),
-        }
-    }
-    out
+    slice_arg(arr, what).to_vec()
 }
 
 /// `q·r − alpha·bias`: the NNN score of a candidate embedding for a query, in `real`
@@ -42,8 +28,7 @@ fn nnn_score(embedding: Array<f32>, query: Array<f32>, bias: f64, alpha: default
             "Pass a finite alpha or SET nnn.alpha.",
         );
     }
-    let r = vector_arg(&embedding, "embedding");
-    let q = vector_arg(&query, "query");
+    let (r, q) = (slice_arg(&embedding, "embedding"), slice_arg(&query, "query"));
     if r.len() != q.len() {
         fail(
             ERRCODE_DATA_EXCEPTION,
@@ -51,7 +36,23 @@ fn nnn_score(embedding: Array<f32>, query: Array<f32>, bias: f64, alpha: default
             "The query must have the dimension of the stored embeddings.",
         );
     }
-    nnn_engine::score(&q, &r, bias as f32, alpha as f32)
+    nnn_engine::score(q, r, bias as f32, alpha as f32)
+}
+
+/// A `real[]` argument as a slice of its own storage, rejecting NULL elements and
+/// non-finite values: no copy per row, for `nnn_score` in an `ORDER BY` over many rows.
+fn slice_arg<'a>(arr: &'a Array<f32>, what: &str) -> &'a [f32] {
+    let Ok(values) = arr.as_slice() else {
+        fail(
+            ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            format!("{what} contains a NULL element"),
+            "Vectors must not contain NULL elements.",
+        )
+    };
+    if !values.iter().fold(true, |ok, v| ok & v.is_finite()) {
+        fail(ERRCODE_DATA_EXCEPTION, format!("{what} contains NaN or Infinity"), "Vectors must be finite.");
+    }
+    values
 }
 
 #[cfg(any(test, feature = "pg_test"))]
