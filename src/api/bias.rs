@@ -103,10 +103,7 @@ fn check_k(k: usize, reference_rows: usize) {
 /// The biases of the candidate rows `cand` (row-major, `dim` each) under `family`, on this
 /// call's backend; `what` names the work in progress messages and errors.
 fn compute(cand: &[f32], reference: &[f32], dim: usize, family: Family, what: &str) -> Vec<f32> {
-    let k = match family {
-        Family::Nnn { k } => k,
-        _ => 0,
-    };
+    let k = family.nnn_k().unwrap_or(0);
     // both sets as f32 and as the CPU kernel's 16-bit copies, plus per candidate about 24 bytes
     // for each of its k similarities: the shortlist, its exact rescoring and the kept top k
     // (log-sum-exp: one row of products per worker thread)
@@ -130,14 +127,12 @@ pub fn build(
     scope: Scope,
 ) -> BuildReport {
     let started = Instant::now();
-    let k = match family {
-        Family::Nnn { k } => k,
-        _ => 0,
+    // only whole-table builds go to the Citus workers: the triggers' row builds skip the lookup
+    let distributed = match scope {
+        Scope::All => citus::distribution_column(candidates),
+        Scope::Ids { .. } => None,
     };
-    if matches!(family, Family::Nnn { k: 0 }) {
-        fail(ERRCODE_INVALID_PARAMETER_VALUE, "k must be at least 1, got 0", "The paper uses k = 128.");
-    }
-    if let (Scope::All, Some((key, unique))) = (&scope, citus::distribution_column(candidates)) {
+    if let Some((key, unique)) = distributed {
         if !unique {
             fail(
                 ERRCODE_FEATURE_NOT_SUPPORTED,
@@ -152,7 +147,7 @@ pub fn build(
     }
     let (ref_data, dim) = read_reference(reference, reference_embedding);
     let reference_rows = ref_data.len() / dim;
-    check_k(k, reference_rows);
+    check_k(family.nnn_k().unwrap_or(0), reference_rows);
     let (keys, cand) = match scope {
         Scope::All => {
             spi_or_raise(
@@ -217,10 +212,7 @@ fn build_distributed(
         empty_reference(reference);
     }
     let (name, beta) = family_columns(family);
-    let k = match family {
-        Family::Nnn { k } => k,
-        _ => 0,
-    };
+    let k = family.nnn_k().unwrap_or(0);
     check_k(k, reference_rows as usize);
     let t = &candidates.sql;
     let sql = format!(
@@ -356,10 +348,7 @@ mod nnn {
         let emb = vector_column(&cand, embedding);
         let ref_emb = vector_column(&refs, reference_embedding);
         let bias = ensure_bias_column(&cand, bias_column);
-        if k < 1 {
-            fail(ERRCODE_INVALID_PARAMETER_VALUE, format!("k must be at least 1, got {k}"), "The paper uses k = 128.");
-        }
-        let r = build(&cand, &emb, &refs, &ref_emb, &bias, Family::Nnn { k: k as usize }, Scope::All);
+        let r = build(&cand, &emb, &refs, &ref_emb, &bias, super::family("nnn", k, None), Scope::All);
         TableIterator::once((r.rows, r.skipped, r.reference_rows, k, r.seconds))
     }
 }

@@ -327,10 +327,7 @@ mod nnn {
         let applied = apply && (family, pick.alpha) != (now, now_alpha);
         if applied {
             let (family_name, beta) = family_columns(family);
-            let k = match family {
-                Family::Nnn { k } => k as i32,
-                _ => def.k,
-            };
+            let k = family.nnn_k().map_or(def.k, |k| k as i32);
             spi_or_raise(
                 Spi::run_with_args(
                     "UPDATE nnn.indexes SET family = $2, k = $3, beta = $4, alpha = $5 WHERE name = $1",

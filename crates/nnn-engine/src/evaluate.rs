@@ -32,6 +32,16 @@ pub enum Family {
     Lse { beta: f32 },
 }
 
+impl Family {
+    /// NNN's k, or None for the other families.
+    pub fn nnn_k(self) -> Option<usize> {
+        match self {
+            Self::Nnn { k } => Some(k),
+            _ => None,
+        }
+    }
+}
+
 /// The rankers to evaluate: NNN at every `ks`, log-sum-exp at every `betas` and DN when
 /// `dn`, each at every `alphas`; plain search always.
 #[derive(Debug, Clone, Default)]
