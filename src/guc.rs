@@ -14,7 +14,7 @@ pub static PROGRESS: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// Upper bound, in MiB, on the vectors one call holds in memory.
 pub static MAX_MEMORY_MB: GucSetting<i32> = GucSetting::<i32>::new(1024);
 
-/// Upper bound, in MiB, on the candidate vectors one backend keeps cached for nnn_search.
+/// Upper bound, in MiB, on the candidate vectors one session keeps cached for nnn_search.
 pub static CACHE_MB: GucSetting<i32> = GucSetting::<i32>::new(1024);
 /// Device memory (MiB) one call may use on the GPU; 0 = 90 % of what is free.
 pub static CUDA_MEMORY_MB: GucSetting<i32> = GucSetting::<i32>::new(0);
@@ -34,7 +34,7 @@ pub static RERANK_FACTOR: GucSetting<f64> = GucSetting::<f64>::new(2.0);
 /// Values of `nnn.backend`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, PostgresGucEnum)]
 pub enum BackendChoice {
-    /// A usable GPU for work of at least `backends::AUTO_GPU_FLOP`, else the CPU.
+    /// A usable GPU for work of at least `backend::AUTO_GPU_FLOP`, else the CPU.
     Auto,
     /// CPU threads (rayon and SIMD GEMM).
     Cpu,
@@ -60,7 +60,7 @@ pub fn alpha_for(stored: Option<f32>) -> f32 {
 /// setting was set there: the worker's session does not see the coordinator's `SET nnn.alpha`,
 /// and would rank with its own default without a word.
 pub fn default_alpha() -> f64 {
-    // SAFETY: reads the application_name setting's C string on the backend's main thread.
+    // SAFETY: reads the application_name setting's C string on the session's main thread.
     let internal = unsafe {
         !pg_sys::application_name.is_null()
             && std::ffi::CStr::from_ptr(pg_sys::application_name).to_bytes().starts_with(b"citus_internal")
@@ -77,7 +77,7 @@ pub fn default_alpha() -> f64 {
 
 /// Whether `nnn.alpha` has a value from any source other than its built-in default.
 fn alpha_is_set() -> bool {
-    // SAFETY: reads PostgreSQL's table of settings on the backend's main thread; its entries
+    // SAFETY: reads PostgreSQL's table of settings on the session's main thread; its entries
     // live as long as the process and `GetNumConfigOptions` counts them.
     unsafe {
         let vars = pg_sys::get_guc_variables();
@@ -128,7 +128,7 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"nnn.cache_mb",
-        c"Memory (MiB) each backend may use to cache candidate vectors for nnn_search (0 = no cache).",
+        c"Memory (MiB) each session may use to cache candidate vectors for nnn_search (0 = no cache).",
         c"The cache is checked against the caller's snapshot on every call; it never changes an answer.",
         &CACHE_MB,
         0,
@@ -213,13 +213,11 @@ pub fn init() {
 }
 
 /// `nnn.probes` and `nnn.ef_search` for a Faiss search.
-#[cfg(feature = "faiss")]
-pub fn ann_params() -> nnn_engine::faiss::ann::AnnParams {
-    nnn_engine::faiss::ann::AnnParams { probes: PROBES.get() as usize, ef_search: EF_SEARCH.get() as usize }
+pub fn ann_params() -> nnn_engine::faiss::AnnParams {
+    nnn_engine::faiss::AnnParams { probes: PROBES.get() as usize, ef_search: EF_SEARCH.get() as usize }
 }
 
 /// The Faiss factory string of `nnn.faiss_backend_index`.
-#[cfg(feature = "faiss")]
 pub fn faiss_backend_index() -> String {
     FAISS_BACKEND_INDEX.get().map_or_else(|| "Flat".to_string(), |s| s.to_string_lossy().into_owned())
 }

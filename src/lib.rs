@@ -1,11 +1,17 @@
-//! nnn: Nearest Neighbor Normalization inside PostgreSQL. Thin pgrx glue over `nnn-engine`:
-//! `api/` is the SQL surface, `postgres/` reads tables, raises errors and watches interrupts.
+//! nnn: Nearest Neighbor Normalization inside PostgreSQL, over the `nnn-engine` crate:
+//! - `api/`: the SQL surface, thin `#[pg_extern]` wrappers, one file per concept;
+//! - `index/`: what nnn does with an index (definition, bias builds, searches, Faiss
+//!   structures, augmented columns, tuning);
+//! - `postgres/`: PostgreSQL helpers (arguments, errors, interrupts, reading and writing
+//!   rows, the session's search cache, Citus);
+//! - `backend.rs`: the engine backend a call runs on; `guc.rs`: the `nnn.*` settings.
 
 use pgrx::prelude::*;
 
 mod api;
-mod backends;
+mod backend;
 mod guc;
+mod index;
 mod postgres;
 
 pgrx::pg_module_magic!();

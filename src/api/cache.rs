@@ -1,4 +1,4 @@
-//! `nnn.cache_info()`: what this backend's search cache holds (see `postgres::cache`).
+//! `nnn.cache_info()`: what this session's search cache holds (see `postgres::cache`).
 
 use crate::postgres::cache;
 use pgrx::prelude::*;

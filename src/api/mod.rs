@@ -1,10 +1,11 @@
-//! The user-facing SQL surface, one file per concept.
+//! The user-facing SQL surface: thin `#[pg_extern]` wrappers over `index/`, one file per
+//! concept.
 
 pub mod ann;
 pub mod augmented;
 pub mod bias;
 pub mod cache;
-pub mod catalog;
+pub mod index;
 pub mod score;
 pub mod search;
 pub mod tune;

@@ -1,6 +1,7 @@
 //! `nnn_score`: the NNN score of one row, for `ORDER BY … LIMIT` and ORMs.
 
 use crate::guc;
+use crate::postgres::args::slice_arg;
 use crate::postgres::errors::fail;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
@@ -9,11 +10,6 @@ use pgrx::PgSqlErrorCode::*;
 #[pg_extern(stable, parallel_safe, name = "nnn_alpha")]
 fn nnn_alpha() -> f64 {
     guc::default_alpha()
-}
-
-/// Copies a `real[]` argument into a vector, rejecting NULL elements and non-finite values.
-pub fn vector_arg(arr: &Array<f32>, what: &str) -> Vec<f32> {
-    slice_arg(arr, what).to_vec()
 }
 
 /// `q·r − alpha·bias`: the NNN score of a candidate embedding for a query, in `real`
@@ -37,22 +33,6 @@ fn nnn_score(embedding: Array<f32>, query: Array<f32>, bias: f64, alpha: default
         );
     }
     nnn_engine::score(q, r, bias as f32, alpha as f32)
-}
-
-/// A `real[]` argument as a slice of its own storage, rejecting NULL elements and
-/// non-finite values: no copy per row, for `nnn_score` in an `ORDER BY` over many rows.
-fn slice_arg<'a>(arr: &'a Array<f32>, what: &str) -> &'a [f32] {
-    let Ok(values) = arr.as_slice() else {
-        fail(
-            ERRCODE_NULL_VALUE_NOT_ALLOWED,
-            format!("{what} contains a NULL element"),
-            "Vectors must not contain NULL elements.",
-        )
-    };
-    if !values.iter().fold(true, |ok, v| ok & v.is_finite()) {
-        fail(ERRCODE_DATA_EXCEPTION, format!("{what} contains NaN or Infinity"), "Vectors must be finite.");
-    }
-    values
 }
 
 #[cfg(any(test, feature = "pg_test"))]

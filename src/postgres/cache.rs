@@ -1,4 +1,4 @@
-//! The per-backend cache of an index's candidate vectors (or its loaded Faiss structure), and
+//! The per-session cache of an index's candidate vectors (or its loaded Faiss structure), and
 //! the check that makes it safe:
 //! an entry remembers the snapshot it was read under; a later call asks the change log
 //! (`nnn.changes`) which ids were written by transactions that snapshot did not see, and
@@ -7,9 +7,8 @@
 //! reads the whole table instead.
 
 use super::errors::{or_raise, select_first};
-use super::interrupts::BackendControl;
+use super::interrupts::StatementControl;
 use crate::guc;
-use nnn_engine::backend::RoundedRows;
 use nnn_engine::Candidates;
 use pgrx::datum::DatumWithOid;
 use std::cell::RefCell;
@@ -21,18 +20,13 @@ pub enum Content {
     /// and the rows in id order, for searches among given ids ([`Content::row_of`]).
     Rows { ids: Vec<i64>, cands: Candidates<'static>, by_id: Vec<u32> },
     /// An index's Faiss structure as stored in `nnn.ann_chunks`.
-    #[cfg(feature = "faiss")]
     Ann(nnn_engine::faiss::ann::AnnIndex),
 }
 
 impl Content {
     /// The row of candidate `id` in a `rows` entry, if it holds one.
     pub fn row_of(&self, id: i64) -> Option<usize> {
-        #[allow(irrefutable_let_patterns)] // a second kind of entry exists with the faiss feature
-        let Content::Rows { ids, by_id, .. } = self
-        else {
-            return None;
-        };
+        let Content::Rows { ids, by_id, .. } = self else { return None };
         by_id.binary_search_by_key(&id, |&r| ids[r as usize]).ok().map(|i| by_id[i] as usize)
     }
 
@@ -40,7 +34,6 @@ impl Content {
     fn kind(&self) -> &'static str {
         match self {
             Content::Rows { .. } => "rows",
-            #[cfg(feature = "faiss")]
             Content::Ann(_) => "faiss",
         }
     }
@@ -66,7 +59,7 @@ impl Entry {
         let rows = ids.len();
         let mut by_id: Vec<u32> = (0..rows as u32).collect();
         by_id.sort_unstable_by_key(|&r| ids[r as usize]);
-        let bytes = plain_bytes(&cands) + cands.rounded_bytes();
+        let bytes = plain_bytes(&cands) + cands.prepared_bytes();
         Self { key, snapshot, rows, bytes, content: Content::Rows { ids, cands, by_id } }
     }
 }
@@ -76,45 +69,22 @@ fn plain_bytes(cands: &Candidates) -> usize {
     cands.vectors().rows() * 16 + cands.vectors().as_slice().len() * 4
 }
 
-/// Gives candidates about to be cached their 16-bit copy for the CPU kernel when both fit
-/// `nnn.cache_mb` and `nnn.max_memory_mb`, so that searches of the entry read half the bytes.
+/// Gives candidates about to be cached their prepared copy (the CPU kernel's 16-bit rows) when
+/// both fit `nnn.cache_mb` and `nnn.max_memory_mb`, so that searches of the entry read half
+/// the bytes.
 /// Called before the search that fills the cache, so that it ranks exactly as later searches
 /// of the entry do.
 pub fn prepare(cands: &mut Candidates, what: &str) {
     let (rows, dim) = (cands.vectors().rows(), cands.vectors().dim());
     let limit = cap().min(guc::MAX_MEMORY_MB.get() as usize * 1024 * 1024);
-    if plain_bytes(cands) + RoundedRows::bytes_for(rows, dim) <= limit {
-        let mut control = BackendControl::new(format!("caching {what}"));
-        or_raise(cands.round(guc::threads(), &mut control), what);
+    if plain_bytes(cands) + Candidates::prepared_bytes_for(rows, dim) <= limit {
+        let mut control = StatementControl::new(format!("caching {what}"));
+        or_raise(cands.prepare(guc::threads(), &mut control), what);
     }
 }
 
 thread_local! {
     static ENTRIES: RefCell<HashMap<(String, &'static str), Entry>> = RefCell::new(HashMap::new());
-}
-
-/// What the caller's transaction allows, read once per call.
-pub struct Situation {
-    /// The entry key for this index now.
-    pub key: String,
-    /// The caller's snapshot as text.
-    pub snapshot: String,
-    /// Whether the caller reads the table whole: no row-level security on it and table-level
-    /// SELECT (otherwise only a full read under PostgreSQL's own checks is right).
-    #[cfg_attr(not(feature = "faiss"), allow(dead_code))] // the Faiss path's condition
-    pub readable: bool,
-    /// Whether an entry may be used at all: `readable` and the cache on.
-    pub usable: bool,
-    /// Whether a fresh read may become an entry: also no writes yet in this transaction, so
-    /// an entry never holds uncommitted data.
-    pub storable: bool,
-}
-
-impl Situation {
-    /// A situation in which the cache is neither used nor filled.
-    pub fn none() -> Self {
-        Self { key: String::new(), snapshot: String::new(), readable: false, usable: false, storable: false }
-    }
 }
 
 /// Ids written by transactions that `snapshot` did not see (other than `own_xid`, whose writes
@@ -193,7 +163,7 @@ pub fn store(index: &str, entry: Entry) {
     });
 }
 
-/// (index, kind, rows, bytes, snapshot) of every entry this backend holds.
+/// (index, kind, rows, bytes, snapshot) of every entry this session holds.
 pub fn describe() -> Vec<(String, String, i64, i64, String)> {
     ENTRIES.with(|e| {
         let mut out: Vec<_> = e

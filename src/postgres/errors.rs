@@ -23,7 +23,7 @@ pub fn report(level: PgLogLevel, message: impl Into<String>) {
         PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION
     };
     debug_assert!(level < PgLogLevel::ERROR);
-    // SAFETY: the backend's interrupt holdoff counter, on its main thread, raised and lowered
+    // SAFETY: the session's interrupt holdoff counter, on its main thread, raised and lowered
     // around one call as HOLD_INTERRUPTS/RESUME_INTERRUPTS do (error recovery resets it).
     unsafe { pg_sys::InterruptHoldoffCount += 1 };
     pgrx::pg_sys::panic::ErrorReport::new(code, message.into(), "nnn").report(level);
@@ -57,6 +57,10 @@ pub fn raise(err: EngineError, context: &str) -> ! {
         EngineError::Faiss { .. } => (
             ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
             "Check the Faiss factory string (e.g. 'IVF1024,Flat', 'HNSW32,Flat'); IVF structures need at least as many rows as lists to train.",
+        ),
+        EngineError::Unavailable { what: "Faiss", .. } => (
+            ERRCODE_FEATURE_NOT_SUPPORTED,
+            "Build the extension with the faiss feature (make install does), or SET nnn.backend = 'cpu'.",
         ),
         EngineError::Unavailable { .. } => (
             ERRCODE_FEATURE_NOT_SUPPORTED,
@@ -106,7 +110,7 @@ pub fn select_first<T>(
     })
 }
 
-/// Whether PostgreSQL has asked this backend to cancel the statement or exit.
+/// Whether PostgreSQL has asked this session to cancel the statement or exit.
 pub fn cancel_requested() -> bool {
     // SAFETY: plain reads of sig_atomic_t flags on the main thread.
     unsafe { pg_sys::QueryCancelPending != 0 || pg_sys::ProcDiePending != 0 }
@@ -123,7 +127,7 @@ mod tests {
     /// instead of raising it from inside the report, which would skip the Rust frames above.
     #[pg_test]
     fn a_report_does_not_raise_a_pending_cancel() {
-        // SAFETY: the test's own backend flags, set and cleared on its main thread.
+        // SAFETY: the test's own session flags, set and cleared on its main thread.
         unsafe {
             pgrx::pg_sys::QueryCancelPending = 1;
             pgrx::pg_sys::InterruptPending = 1;
@@ -138,7 +142,7 @@ mod tests {
         assert!(still_pending);
     }
 
-    /// A panic on a rayon worker inside a real backend comes back as an SQL ERROR.
+    /// A panic on a rayon worker inside a real session comes back as an SQL ERROR.
     #[pg_test(error = "worker: a worker thread panicked: injected worker failure")]
     fn a_worker_panic_is_an_sql_error() {
         let r: nnn_engine::Result<()> = run_polled(2, 1, &mut Unwatched, |_| panic!("injected worker failure"));

@@ -1,4 +1,4 @@
-//! The engine's [`Control`] for a backend: stops on cancel/timeout, reports progress.
+//! The engine's [`Control`] for a statement: stops on cancel/timeout, reports progress.
 
 use super::errors::{cancel_requested, report};
 use crate::guc;
@@ -9,15 +9,15 @@ use std::time::{Duration, Instant};
 /// How often progress NOTICEs are sent at most.
 const REPORT_EVERY: Duration = Duration::from_secs(2);
 
-/// Polled by the engine on the backend's main thread between blocks of work.
-pub struct BackendControl {
+/// Polled by the engine on the session's main thread between blocks of work.
+pub struct StatementControl {
     what: String,
     rows: Option<u64>,
     started: Instant,
     last_report: Instant,
 }
 
-impl BackendControl {
+impl StatementControl {
     /// A control whose progress messages describe `what`.
     pub fn new(what: impl Into<String>) -> Self {
         let now = Instant::now();
@@ -31,7 +31,7 @@ impl BackendControl {
     }
 }
 
-impl Control for BackendControl {
+impl Control for StatementControl {
     fn keep_going(&mut self, done: u64, total: u64) -> bool {
         if cancel_requested() {
             return false;

@@ -1,9 +1,10 @@
-//! PostgreSQL integration: errors, interrupts and progress, relation names, reading vectors
-//! out of tables and writing biases back, the snapshot-checked search cache, and storing
-//! Faiss structures, Citus metadata. Only the backend's main thread runs this code.
+//! PostgreSQL integration: decoding arguments, errors, interrupts and progress, relation
+//! names, reading vectors out of tables and writing biases back, the snapshot-checked search
+//! cache, storing Faiss structures, Citus metadata. Only the session's main thread runs this
+//! code.
 
-#[cfg(feature = "faiss")]
 pub mod ann_store;
+pub mod args;
 pub mod cache;
 pub mod citus;
 pub mod coerce;

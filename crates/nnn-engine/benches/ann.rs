@@ -6,7 +6,7 @@
 //! `cargo bench -p nnn-engine --features faiss --bench ann -- [--threads T] [--quick]`
 //! Proposals are re-scored exactly, as nnn_search does (2 × k proposals per query).
 
-use nnn_engine::faiss::ann::{AnnIndex, AnnParams};
+use nnn_engine::faiss::ann::{AnnIndex, AnnParams, AnnSearch};
 use nnn_engine::faiss::backend::FaissBackend;
 use nnn_engine::{reference_topk, score, search, Candidates, CpuBackend, Matrix, Unwatched};
 use std::collections::HashSet;
@@ -115,8 +115,13 @@ impl Problem {
             let t = Instant::now();
             for i in 0..n {
                 let q = Matrix::from_slice(self.query(i), dim, "q").unwrap();
-                let proposed =
-                    index.search(&q, ALPHA, 2 * K, &HashSet::new(), p, self.threads, &mut Unwatched).unwrap();
+                let proposed = index
+                    .search(
+                        &AnnSearch { queries: &q, alpha: ALPHA, k: 2 * K, skip: &HashSet::new(), params: p },
+                        self.threads,
+                        &mut Unwatched,
+                    )
+                    .unwrap();
                 let mut scored: Vec<(f32, i64)> = proposed[0]
                     .iter()
                     .map(|&id| {

@@ -10,6 +10,7 @@ use cudarc::cublas::sys::cublasOperation_t;
 use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
 use cudarc::driver::CudaContext;
 use nnn_engine::backend::cuda::{CudaBackend, TILE_COLS};
+use nnn_engine::backend::TopKRequest;
 use nnn_engine::{reference_topk, Backend, CpuBackend, Matrix, Unwatched};
 use rayon::prelude::*;
 use std::time::Instant;
@@ -141,7 +142,7 @@ fn main() {
     }
     gpu.set_tile_cols(TILE_COLS);
     let (_, t_check) = timed(|| nnn_engine::bias::check_bias_inputs(&c, &r, k).unwrap());
-    let (_, t_topk) = timed(|| gpu.topk_products(&c, &r, None, k, &mut Unwatched).unwrap());
+    let (_, t_topk) = timed(|| gpu.topk(&TopKRequest::new(&c, &r, k), &mut Unwatched).unwrap());
     println!(
         "RESULT cuda.topk_products {t_topk:>9.3} s {:>9.1} GFLOP/s: the backend alone; input checks on the host {t_check:.3} s",
         flop / t_topk / 1e9

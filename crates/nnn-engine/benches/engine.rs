@@ -118,7 +118,7 @@ fn main() {
     // the same candidates with their 16-bit copy, as nnn_search's cache keeps them: one query
     // and a batch of 24 (below the 128 rows from which a call rounds the candidates itself)
     let mut cached = big.clone();
-    cached.round(threads, &mut Unwatched).unwrap();
+    cached.prepare(threads, &mut Unwatched).unwrap();
     let single_cached = best_of(20, || {
         search(&backend, &cached, 0.75, &one, 10, &mut Unwatched).unwrap();
     });

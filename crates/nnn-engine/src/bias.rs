@@ -1,6 +1,6 @@
 //! NNN bias: for each candidate, the mean of its k largest similarities to the reference set.
 
-use crate::backend::Backend;
+use crate::backend::{Backend, TopKRequest};
 use crate::control::Control;
 use crate::error::{EngineError, Result};
 use crate::matrix::Matrix;
@@ -51,6 +51,6 @@ pub fn reference_topk(
     control: &mut dyn Control,
 ) -> Result<ReferenceTopK> {
     check_bias_inputs(candidates, reference, k)?;
-    let sims = backend.topk_products(candidates, reference, None, k, control)?;
+    let sims = backend.topk(&TopKRequest::new(candidates, reference, k), control)?;
     Ok(ReferenceTopK { sims })
 }

@@ -6,7 +6,8 @@
 //! - [`search::search`]: top-k of `q·r − α·bias(r)` for one query or a batch.
 //! - [`dn::DistributionShift`]: the DN ranker's mean shifts.
 //! - [`evaluate::evaluate`]: recall and MRR of a grid of rankers on labelled queries.
-//! - `faiss` (feature `faiss`): approximate search over `[r, bias]` and a Faiss backend.
+//! - [`faiss`] (feature `faiss`; without it, the same types report that Faiss is missing):
+//!   approximate search over `[r, bias]` and a Faiss backend.
 //!
 //! Work runs on a rayon pool of an explicit size; a [`control::Control`] polled on the
 //! caller's thread can cancel it and sees its progress.
@@ -17,14 +18,13 @@ pub mod control;
 pub mod dn;
 pub mod error;
 pub mod evaluate;
-#[cfg(feature = "faiss")]
 pub mod faiss;
 pub mod matrix;
 pub mod run;
 pub mod search;
 pub mod topk;
 
-pub use backend::{cpu::CpuBackend, Backend};
+pub use backend::{cpu::CpuBackend, Backend, Prepared, TopKRequest};
 pub use bias::{reference_topk, ReferenceTopK};
 pub use control::{Control, Unwatched};
 pub use dn::DistributionShift;

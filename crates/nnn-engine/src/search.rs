@@ -1,6 +1,7 @@
 //! Search: top-k candidates of `q·r − α·bias(r)` for one query or a batch (one fused GEMM).
 
-use crate::backend::{Backend, RoundedRows};
+use crate::backend::cpu::CpuBackend;
+use crate::backend::{Backend, Prepared, TopKRequest};
 use crate::control::Control;
 use crate::error::{EngineError, Result};
 use crate::matrix::Matrix;
@@ -9,12 +10,12 @@ use crate::topk::TopK;
 use std::sync::Arc;
 
 /// Candidate vectors with their biases, checked once so that searches need not re-check;
-/// optionally with a 16-bit copy of the vectors for repeated searches ([`Candidates::round`]).
+/// optionally with a copy of the vectors prepared for repeated searches ([`Candidates::prepare`]).
 #[derive(Debug, Clone)]
 pub struct Candidates<'a> {
     vectors: Matrix<'a>,
     bias: Option<Vec<f32>>,
-    rounded: Option<Arc<RoundedRows>>,
+    prepared: Option<Arc<Prepared>>,
 }
 
 impl<'a> Candidates<'a> {
@@ -34,23 +35,28 @@ impl<'a> Candidates<'a> {
                 return Err(EngineError::NonFinite { what: "bias", row });
             }
         }
-        Ok(Self { vectors, bias, rounded: None })
+        Ok(Self { vectors, bias, prepared: None })
     }
 
-    /// Keeps the vectors rounded to 16 bits beside them (see [`RoundedRows`]; on `threads`
-    /// workers), so that later searches of these candidates on the CPU read half the bytes;
-    /// answers do not change. For candidates searched many times (a cache): a single search
-    /// is faster without it.
-    pub fn round(&mut self, threads: usize, control: &mut dyn Control) -> Result<()> {
+    /// Keeps the vectors prepared for many searches beside them (on `threads` workers): the
+    /// CPU backend's 16-bit copy ([`CpuBackend::prepare`]), so that later searches of these
+    /// candidates on the CPU read half the bytes; answers do not change. For candidates
+    /// searched many times (a cache): a single search is faster without it.
+    pub fn prepare(&mut self, threads: usize, control: &mut dyn Control) -> Result<()> {
         let vectors = &self.vectors;
-        let rounded = run_polled(threads, 1, control, |_| Ok(RoundedRows::new(vectors)))?;
-        self.rounded = Some(Arc::new(rounded));
+        let prepared = run_polled(threads, 1, control, |_| Ok(CpuBackend::prepare(vectors)))?;
+        self.prepared = Some(Arc::new(prepared));
         Ok(())
     }
 
-    /// Bytes held by the 16-bit copy (0 without one, or where the CPU cannot use one).
-    pub fn rounded_bytes(&self) -> usize {
-        self.rounded.as_ref().map_or(0, |r| r.bytes())
+    /// Bytes [`Candidates::prepare`] would hold at most for `rows × dim` candidates.
+    pub fn prepared_bytes_for(rows: usize, dim: usize) -> usize {
+        CpuBackend::prepared_bytes(rows, dim)
+    }
+
+    /// Bytes held by the prepared copy (0 without one, or where the CPU cannot use one).
+    pub fn prepared_bytes(&self) -> usize {
+        self.prepared.as_ref().map_or(0, |p| p.bytes())
     }
 
     /// The candidate vectors.
@@ -96,8 +102,12 @@ pub fn search(
         (Some(b), a) if a != 0.0 => Some(b.iter().map(|&x| a * x).collect()),
         _ => None,
     };
-    match &candidates.rounded {
-        Some(b16) => backend.topk_products_rounded(queries, &candidates.vectors, b16, offset.as_deref(), k, control),
-        None => backend.topk_products(queries, &candidates.vectors, offset.as_deref(), k, control),
-    }
+    let request = TopKRequest {
+        a: queries,
+        b: &candidates.vectors,
+        prepared: candidates.prepared.as_deref(),
+        offset: offset.as_deref(),
+        k,
+    };
+    backend.topk(&request, control)
 }

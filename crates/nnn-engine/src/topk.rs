@@ -1,11 +1,5 @@
 //! Per-row top-k selection with a total order: larger value first, lower index on ties.
 
-/// `true` when `(v, i)` ranks before `(w, j)`.
-#[inline]
-pub fn ranks_before(v: f32, i: u32, w: f32, j: u32) -> bool {
-    v > w || (v == w && i < j)
-}
-
 /// A `u64` whose ascending order is "ranks before": larger value first, then lower index, so
 /// selections and sorts compare plain integers. Both zeros encode as +0 (they tie by index).
 #[inline]
@@ -27,7 +21,7 @@ fn key_parts(key: u64) -> (f32, u32) {
 /// threshold is appended (cheap); when the buffer is full the k best are kept and the k-th
 /// value becomes the threshold. Columns must be offered in increasing index order per row, so
 /// an entry equal to the threshold (a later, higher index) can be dropped.
-pub struct RowsTopK {
+pub(crate) struct RowsTopK {
     k: usize,
     cap: usize,
     buf: Vec<u64>,
@@ -97,7 +91,7 @@ impl RowsTopK {
 /// other (near-duplicate rows), a row stays crowded after dropping what cannot matter;
 /// [`RowsShortlist::push`] then asks the caller to [`settle`](RowsShortlist::settle) it with
 /// exact values.
-pub struct RowsShortlist {
+pub(crate) struct RowsShortlist {
     k: usize,
     cap: usize,
     margins: Vec<f64>,
@@ -109,7 +103,7 @@ pub struct RowsShortlist {
 /// The shortlisted columns of many rows, flat: row `i`'s are `cols[starts[i]..starts[i + 1]]`,
 /// ascending.
 #[derive(Debug, Default)]
-pub struct Shortlists {
+pub(crate) struct Shortlists {
     /// Where each row's columns begin in `cols`, and the total at the end.
     pub starts: Vec<usize>,
     /// All rows' columns, row after row.
@@ -202,7 +196,7 @@ fn f32_at_most(t: f64) -> f32 {
 }
 
 /// Sorts `(vals, idx)` pairs best first, in place.
-pub fn sort_best_first(vals: &mut [f32], idx: &mut [u32]) {
+pub(crate) fn sort_best_first(vals: &mut [f32], idx: &mut [u32]) {
     let mut keys: Vec<u64> = vals.iter().zip(idx.iter()).map(|(&v, &i)| rank_key(v, i)).collect();
     keys.sort_unstable();
     for (n, key) in keys.into_iter().enumerate() {
@@ -238,6 +232,11 @@ impl TopK {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The order the keys encode, stated directly: `(v, i)` ranks before `(w, j)`.
+    fn ranks_before(v: f32, i: u32, w: f32, j: u32) -> bool {
+        v > w || (v == w && i < j)
+    }
 
     #[test]
     fn rank_keys_order_like_ranks_before_and_round_trip() {

@@ -6,6 +6,7 @@
 mod common;
 use common::*;
 use nnn_engine::backend::cuda::{kernel_ptx, unavailable, CudaBackend, MAX_K};
+use nnn_engine::backend::TopKRequest;
 use nnn_engine::*;
 
 fn gpu() -> CudaBackend {
@@ -60,8 +61,8 @@ fn gpu_equals_cpu_exactly_tie_order_included() {
         let off: Vec<f32> = (0..n).map(|_| (rng.unit() * 4.0).round() / 4.0).collect();
         let (am, bm) = (Matrix::from_slice(&a, d, "a").unwrap(), Matrix::from_slice(&b, d, "b").unwrap());
         let o = with_offset.then_some(off.as_slice());
-        let want = cpu.topk_products(&am, &bm, o, k, &mut Unwatched).unwrap();
-        let got = g.topk_products(&am, &bm, o, k, &mut Unwatched).unwrap();
+        let want = cpu.topk(&TopKRequest::new(&am, &bm, k).with_offset(o), &mut Unwatched).unwrap();
+        let got = g.topk(&TopKRequest::new(&am, &bm, k).with_offset(o), &mut Unwatched).unwrap();
         assert_eq!(got, want, "shape {m}x{n}x{d} k={k}");
     }
 }
@@ -74,11 +75,11 @@ fn small_memory_budgets_cut_blocks_and_too_small_is_an_error() {
     let (m, n, d, k) = (3000, 20_000, 32, 16);
     let (a, b) = (rng.matrix(m, d, false), rng.matrix(n, d, false));
     let (am, bm) = (Matrix::from_slice(&a, d, "a").unwrap(), Matrix::from_slice(&b, d, "b").unwrap());
-    let whole = g.topk_products(&am, &bm, None, k, &mut Unwatched).unwrap();
+    let whole = g.topk(&TopKRequest::new(&am, &bm, k), &mut Unwatched).unwrap();
     g.set_memory_limit(6 << 20); // b no longer fits: tiles copied, rows in blocks
-    assert_eq!(g.topk_products(&am, &bm, None, k, &mut Unwatched).unwrap(), whole);
+    assert_eq!(g.topk(&TopKRequest::new(&am, &bm, k), &mut Unwatched).unwrap(), whole);
     g.set_memory_limit(64 << 10);
-    let err = g.topk_products(&am, &bm, None, k, &mut Unwatched).unwrap_err();
+    let err = g.topk(&TopKRequest::new(&am, &bm, k), &mut Unwatched).unwrap_err();
     assert!(matches!(err, EngineError::Device { what: "memory", .. }), "{err:?}");
 }
 
@@ -88,7 +89,10 @@ fn gpu_rejects_k_above_its_limit_and_stops_when_cancelled() {
     let g = gpu();
     let a = vec![0.5f32; 4 * (MAX_K + 1)];
     let m = Matrix::from_slice(&a, 4, "a").unwrap();
-    assert!(matches!(g.topk_products(&m, &m, None, MAX_K + 1, &mut Unwatched), Err(EngineError::KOutOfRange { .. })));
+    assert!(matches!(
+        g.topk(&TopKRequest::new(&m, &m, MAX_K + 1), &mut Unwatched),
+        Err(EngineError::KOutOfRange { .. })
+    ));
     // Lets the work start, then asks to stop at the first poll (every 20 ms) while about
     // 2.6 TFLOP of tiles are still running.
     struct Stop(u32);
@@ -142,9 +146,9 @@ fn tf32_mode_stays_within_its_error_bound() {
     let (a, b) = (unit_rows(rng.matrix(nq, d, false)), unit_rows(rng.matrix(n, d, false)));
     let (am, bm) = (Matrix::from_slice(&a, d, "a").unwrap(), Matrix::from_slice(&b, d, "b").unwrap());
     g.set_tf32(true);
-    let tf32 = g.topk_products(&am, &bm, None, k, &mut Unwatched).unwrap();
+    let tf32 = g.topk(&TopKRequest::new(&am, &bm, k), &mut Unwatched).unwrap();
     g.set_tf32(false);
-    let f32_mode = g.topk_products(&am, &bm, None, k, &mut Unwatched).unwrap();
+    let f32_mode = g.topk(&TopKRequest::new(&am, &bm, k), &mut Unwatched).unwrap();
     let (mut worst_tf32, mut worst_f32, mut worst_bias) = (0f64, 0f64, 0f64);
     for r in 0..nq {
         let mut naive = naive_scores(&a[r * d..(r + 1) * d], &b, d, None);
@@ -175,11 +179,11 @@ fn tile_widths_and_staging_buffers_do_not_change_results() {
     let (a, b) = (rng.matrix(m, d, true), rng.matrix(n, d, true));
     let off: Vec<f32> = (0..n).map(|_| (rng.unit() * 4.0).round() / 4.0).collect();
     let (am, bm) = (Matrix::from_slice(&a, d, "a").unwrap(), Matrix::from_slice(&b, d, "b").unwrap());
-    let want = cpu.topk_products(&am, &bm, Some(&off), k, &mut Unwatched).unwrap();
+    let want = cpu.topk(&TopKRequest::new(&am, &bm, k).with_offset(Some(&off)), &mut Unwatched).unwrap();
     for (tile, limit) in [(1000, 0), (4096, 0), (16_384, 0), (65_536, 0), (7000, 6 << 20)] {
         g.set_tile_cols(tile);
         g.set_memory_limit(limit);
-        let got = g.topk_products(&am, &bm, Some(&off), k, &mut Unwatched).unwrap();
+        let got = g.topk(&TopKRequest::new(&am, &bm, k).with_offset(Some(&off)), &mut Unwatched).unwrap();
         assert_eq!(got, want, "tile {tile}, memory limit {limit}");
     }
     g.set_tile_cols(nnn_engine::backend::cuda::TILE_COLS);

@@ -4,7 +4,8 @@
 
 mod common;
 use common::*;
-use nnn_engine::faiss::ann::{AnnIndex, AnnParams};
+use nnn_engine::backend::TopKRequest;
+use nnn_engine::faiss::ann::{AnnIndex, AnnParams, AnnSearch};
 use nnn_engine::faiss::backend::FaissBackend;
 use nnn_engine::*;
 use std::collections::HashSet;
@@ -49,7 +50,7 @@ fn faiss_backend_with_offsets_matches_naive() {
     let off: Vec<f32> = (0..n).map(|_| rng.unit()).collect();
     let backend = FaissBackend::new("Flat", AnnParams::default(), 2).unwrap();
     let (am, bm) = (Matrix::from_slice(&a, dim, "a").unwrap(), Matrix::from_slice(&b, dim, "b").unwrap());
-    let top = backend.topk_products(&am, &bm, Some(&off), k, &mut Unwatched).unwrap();
+    let top = backend.topk(&TopKRequest::new(&am, &bm, k).with_offset(Some(&off)), &mut Unwatched).unwrap();
     let off64: Vec<f64> = off.iter().map(|&o| f64::from(o)).collect();
     for r in 0..m {
         let naive = naive_scores(&a[r * dim..(r + 1) * dim], &b, dim, Some(&off64));
@@ -62,7 +63,7 @@ fn faiss_backend_rejects_a_bad_factory() {
     let a = vec![1.0f32; 8];
     let m = Matrix::from_slice(&a, 4, "a").unwrap();
     let backend = FaissBackend::new("NoSuchIndex", AnnParams::default(), 1).unwrap();
-    let err = backend.topk_products(&m, &m, None, 1, &mut Unwatched).unwrap_err();
+    let err = backend.topk(&TopKRequest::new(&m, &m, 1), &mut Unwatched).unwrap_err();
     assert!(matches!(err, EngineError::Faiss { what: "factory", .. }), "{err:?}");
 }
 
@@ -78,16 +79,34 @@ fn flat_ann_index_is_exact_and_follows_changes() {
     let queries = rng.matrix(5, dim, false);
     let q = Matrix::from_slice(&queries, dim, "q").unwrap();
     for alpha in [0.0f32, 0.75, 2.0] {
-        let got = index.search(&q, alpha, k, &none(), AnnParams::default(), 2, &mut Unwatched).unwrap();
+        let got = index
+            .search(
+                &AnnSearch { queries: &q, alpha, k, skip: &none(), params: AnnParams::default() },
+                2,
+                &mut Unwatched,
+            )
+            .unwrap();
         for (r, row) in got.iter().enumerate() {
             let want = naive_top(&queries[r * dim..(r + 1) * dim], &data, &bias, dim, alpha, &ids, k);
             assert_eq!(row, &want, "alpha {alpha} query {r}");
         }
     }
     // Skipped ids never come back; the list is still k long.
-    let best = index.search(&q, 0.75, 1, &none(), AnnParams::default(), 1, &mut Unwatched).unwrap()[0][0];
+    let best = index
+        .search(
+            &AnnSearch { queries: &q, alpha: 0.75, k: 1, skip: &none(), params: AnnParams::default() },
+            1,
+            &mut Unwatched,
+        )
+        .unwrap()[0][0];
     let skip: HashSet<i64> = [best].into();
-    let got = index.search(&q, 0.75, k, &skip, AnnParams::default(), 1, &mut Unwatched).unwrap();
+    let got = index
+        .search(
+            &AnnSearch { queries: &q, alpha: 0.75, k, skip: &skip, params: AnnParams::default() },
+            1,
+            &mut Unwatched,
+        )
+        .unwrap();
     assert!(!got[0].contains(&best) && got[0].len() == k);
     // Replace that row by a copy of the query with a large negative bias (longer than every
     // row at build time): it is proposed once; remove another and it disappears.
@@ -95,18 +114,38 @@ fn flat_ann_index_is_exact_and_follows_changes() {
     let new = Candidates::new(Matrix::from_slice(&q0, dim, "n").unwrap(), Some(vec![-10.0])).unwrap();
     index.add(&new, &[best], 1, &mut Unwatched).unwrap();
     assert_eq!((index.live_rows(), index.dead_rows()), (n, 1));
-    let got = index.search(&q, 0.75, k, &none(), AnnParams::default(), 1, &mut Unwatched).unwrap();
+    let got = index
+        .search(
+            &AnnSearch { queries: &q, alpha: 0.75, k, skip: &none(), params: AnnParams::default() },
+            1,
+            &mut Unwatched,
+        )
+        .unwrap();
     assert_eq!(got[0].iter().filter(|&&i| i == best).count(), 1);
     assert_eq!(got[0].len(), k + 1, "k found plus the row outside the radius");
     let gone = got[0][0];
     index.remove(&[gone].into());
-    let got = index.search(&q, 0.75, k, &none(), AnnParams::default(), 1, &mut Unwatched).unwrap();
+    let got = index
+        .search(
+            &AnnSearch { queries: &q, alpha: 0.75, k, skip: &none(), params: AnnParams::default() },
+            1,
+            &mut Unwatched,
+        )
+        .unwrap();
     assert!(!got[0].contains(&gone) && got[0].contains(&best));
     // Round trip through bytes: same answers; damaged bytes are an error, not a crash.
     let bytes = index.to_bytes().unwrap();
     let back = AnnIndex::from_bytes(&bytes).unwrap();
     assert_eq!((back.live_rows(), back.dead_rows(), back.factory(), back.dim()), (n - 1, 2, "Flat", dim));
-    assert_eq!(back.search(&q, 0.75, k, &none(), AnnParams::default(), 1, &mut Unwatched).unwrap(), got);
+    assert_eq!(
+        back.search(
+            &AnnSearch { queries: &q, alpha: 0.75, k, skip: &none(), params: AnnParams::default() },
+            1,
+            &mut Unwatched
+        )
+        .unwrap(),
+        got
+    );
     for cut in [0, 7, 40, bytes.len() - 9] {
         assert!(matches!(AnnIndex::from_bytes(&bytes[..cut]), Err(EngineError::Faiss { .. })), "cut at {cut}");
     }
@@ -117,7 +156,13 @@ fn flat_ann_index_is_exact_and_follows_changes() {
     let mut sparse = back;
     let removed: HashSet<i64> = ids.iter().copied().filter(|i| i.rem_euclid(10) != 0).collect();
     sparse.remove(&removed);
-    let got = sparse.search(&q, 0.75, k, &none(), AnnParams::default(), 1, &mut Unwatched).unwrap();
+    let got = sparse
+        .search(
+            &AnnSearch { queries: &q, alpha: 0.75, k, skip: &none(), params: AnnParams::default() },
+            1,
+            &mut Unwatched,
+        )
+        .unwrap();
     assert!(got.iter().all(|row| row.iter().filter(|i| !removed.contains(i)).count() == k));
 }
 
@@ -134,7 +179,8 @@ fn ivf_recall_on_clustered_data_grows_with_probes() {
     let q = Matrix::from_slice(&queries, dim, "q").unwrap();
     let recall = |probes| {
         let params = AnnParams { probes, ef_search: 0 };
-        let got = index.search(&q, 0.75, k, &none(), params, 2, &mut Unwatched).unwrap();
+        let got =
+            index.search(&AnnSearch { queries: &q, alpha: 0.75, k, skip: &none(), params }, 2, &mut Unwatched).unwrap();
         let mut hits = 0;
         for (r, row) in got.iter().enumerate() {
             let want = naive_top(&queries[r * dim..(r + 1) * dim], &data, &bias, dim, 0.75, &ids, k);
@@ -163,17 +209,23 @@ fn ann_index_rejects_bad_input() {
     let q = Matrix::from_slice(&q3, 3, "q").unwrap();
     let p = AnnParams::default();
     assert!(matches!(
-        index.search(&q, 0.5, 1, &none(), p, 1, &mut Unwatched),
+        index.search(&AnnSearch { queries: &q, alpha: 0.5, k: 1, skip: &none(), params: p }, 1, &mut Unwatched),
         Err(EngineError::DimensionMismatch { .. })
     ));
     let q4 = [1.0f32, f32::NAN, 0.0, 0.0];
     let q = Matrix::from_slice(&q4, 4, "q").unwrap();
-    assert!(matches!(index.search(&q, 0.5, 1, &none(), p, 1, &mut Unwatched), Err(EngineError::NonFinite { .. })));
+    assert!(matches!(
+        index.search(&AnnSearch { queries: &q, alpha: 0.5, k: 1, skip: &none(), params: p }, 1, &mut Unwatched),
+        Err(EngineError::NonFinite { .. })
+    ));
     let q4 = [1.0f32; 4];
     let q = Matrix::from_slice(&q4, 4, "q").unwrap();
-    assert!(matches!(index.search(&q, 0.5, 0, &none(), p, 1, &mut Unwatched), Err(EngineError::KOutOfRange { .. })));
     assert!(matches!(
-        index.search(&q, f32::NAN, 1, &none(), p, 1, &mut Unwatched),
+        index.search(&AnnSearch { queries: &q, alpha: 0.5, k: 0, skip: &none(), params: p }, 1, &mut Unwatched),
+        Err(EngineError::KOutOfRange { .. })
+    ));
+    assert!(matches!(
+        index.search(&AnnSearch { queries: &q, alpha: f32::NAN, k: 1, skip: &none(), params: p }, 1, &mut Unwatched),
         Err(EngineError::InvalidParameter { .. })
     ));
 }

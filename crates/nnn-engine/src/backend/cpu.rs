@@ -6,7 +6,7 @@
 use super::kernel::{self, KERNELS, MR, NR};
 use super::quantize::{self, Quantized};
 use super::rescore::{exact_score, rescore};
-use super::{Backend, RoundedRows};
+use super::{Backend, Prepared, TopKRequest};
 use crate::control::Control;
 use crate::error::{EngineError, Result};
 use crate::matrix::Matrix;
@@ -173,16 +173,14 @@ pub(super) fn finish_rows(top: RowsTopK, first_row: usize) -> Result<(Vec<f32>, 
 /// near-equal estimates is settled with exact scores): `qa`/`qb` are all of `a`/`b` rounded to
 /// 16 bits in kernel panels (`rows.start` is a multiple of MR), `off` the
 /// per-column offsets padded with +∞ to whole panels (padding never enters). Returns, per row,
-/// the columns whose estimates could still be among its best `k` exact scores.
-#[allow(clippy::too_many_arguments)]
+/// the columns whose estimates could still be among its best `k` exact scores, for the task's
+/// `rows` of `a` and `cols` of `b`.
 fn scan_task_packed(
     (a, b): (&Matrix, &Matrix),
     (qa, qb): (&Quantized, &Quantized),
-    margins: &[f64],
-    off: &[f32],
+    (margins, off): (&[f64], &[f32]),
     k: usize,
-    rows: Range<usize>,
-    cols: Range<usize>,
+    (rows, cols): (Range<usize>, Range<usize>),
     progress: &Progress,
 ) -> Result<Shortlists> {
     let m = rows.len();
@@ -218,10 +216,8 @@ fn scan_task_packed(
                         qb.pairs,
                         ap,
                         bp,
-                        a_inv,
-                        b_inv,
-                        o,
-                        &floor,
+                        (a_inv, &floor),
+                        (b_inv, o),
                         &mut out,
                         ahead.next().unwrap_or_default(),
                     )
@@ -254,16 +250,14 @@ impl CpuBackend {
 
     /// The micro-kernel path: 16-bit shortlists, then exact f32 scores for the shortlisted.
     /// `None` when a row cannot be rounded to 16 bits (the caller then takes the f32 path).
-    /// `b16`: `b` already rounded (see [`Backend::topk_products_rounded`]), else it is rounded here.
+    /// `b16`: `b` already rounded ([`CpuBackend::prepare`]), else it is rounded here.
     fn run_packed(
         &self,
-        a: &Matrix,
-        b: &Matrix,
+        request: &TopKRequest,
         b16: Option<&Quantized>,
-        offset: Option<&[f32]>,
-        k: usize,
         control: &mut dyn Control,
     ) -> Option<Result<TopK>> {
+        let TopKRequest { a, b, offset, k, .. } = *request;
         let (rows, cols, d) = (a.rows(), b.rows(), a.dim());
         let plan = Plan::new(rows, cols, ROW_BLOCK_PACKED, MIN_ROW_BLOCK_PACKED, COL_UNIT_PACKED);
         let tasks = plan.tasks(rows, cols);
@@ -289,7 +283,7 @@ impl CpuBackend {
                 tasks
                     .par_iter()
                     .map(|(r, c)| {
-                        scan_task_packed((a, b), (&qa, qb), &margins, &off, k, r.clone(), c.clone(), progress)
+                        scan_task_packed((a, b), (&qa, qb), (&margins, &off), k, (r.clone(), c.clone()), progress)
                     })
                     .collect::<Result<Vec<_>>>()?
             };
@@ -346,50 +340,25 @@ fn merge_parts(parts: Vec<(Vec<f32>, Vec<u32>)>, plan: &Plan, rows: usize, cols:
 }
 
 impl Backend for CpuBackend {
-    fn topk_products(
-        &self,
-        a: &Matrix,
-        b: &Matrix,
-        offset: Option<&[f32]>,
-        k: usize,
-        control: &mut dyn Control,
-    ) -> Result<TopK> {
-        if Self::packs(a.rows()) {
-            if let Some(result) = self.run_packed(a, b, None, offset, k, control) {
+    fn topk(&self, request: &TopKRequest, control: &mut dyn Control) -> Result<TopK> {
+        // prepared rows take the 16-bit path whatever the rows of `a`; without, enough rows do
+        let packed = match request.prepared {
+            Some(p) => p.rounded().panels(request.b).map(Some),
+            None => Self::packs(request.a.rows()).then_some(None),
+        };
+        if let Some(b16) = packed {
+            if let Some(result) = self.run_packed(request, b16, control) {
                 return result;
             }
         }
-        self.run_f32(a, b, offset, k, control)
-    }
-
-    fn topk_products_rounded(
-        &self,
-        a: &Matrix,
-        b: &Matrix,
-        b16: &RoundedRows,
-        offset: Option<&[f32]>,
-        k: usize,
-        control: &mut dyn Control,
-    ) -> Result<TopK> {
-        if let Some(q) = b16.panels(b) {
-            if let Some(result) = self.run_packed(a, b, Some(q), offset, k, control) {
-                return result;
-            }
-        }
-        self.run_f32(a, b, offset, k, control)
+        self.run_f32(request, control)
     }
 }
 
 impl CpuBackend {
     /// The `gemm`-tile path: exact f32 products fused with per-row selection.
-    fn run_f32(
-        &self,
-        a: &Matrix,
-        b: &Matrix,
-        offset: Option<&[f32]>,
-        k: usize,
-        control: &mut dyn Control,
-    ) -> Result<TopK> {
+    fn run_f32(&self, request: &TopKRequest, control: &mut dyn Control) -> Result<TopK> {
+        let TopKRequest { a, b, offset, k, .. } = *request;
         let (rows, cols) = (a.rows(), b.rows());
         let plan = Plan::new(rows, cols, ROW_BLOCK, ROW_BLOCK, COL_BLOCK);
         let tasks = plan.tasks(rows, cols);
@@ -401,6 +370,60 @@ impl CpuBackend {
                 .collect::<Result<Vec<_>>>()
         })?;
         Ok(merge_parts(parts, &plan, rows, cols, k))
+    }
+}
+
+impl CpuBackend {
+    /// `b` prepared for many searches: its rows rounded once to 16 bits in the micro-kernel's
+    /// panels, so each search reads half the bytes (the exact f32 pass still ranks). Runs on
+    /// the current rayon pool: call it from a worker of the engine's pool (e.g. in
+    /// [`crate::run::run_polled`]). Holds nothing where the kernel cannot use it.
+    pub fn prepare(b: &Matrix) -> Prepared {
+        Prepared { rounded: RoundedRows::new(b) }
+    }
+
+    /// Bytes [`CpuBackend::prepare`] holds for a `rows × dim` matrix (at most).
+    pub fn prepared_bytes(rows: usize, dim: usize) -> usize {
+        RoundedRows::bytes_for(rows, dim)
+    }
+}
+
+/// Rows rounded once to 16 bits in the kernel's panels ([`Quantized`]). Empty when the CPU
+/// has no AVX2 kernel or a row cannot be rounded.
+pub(crate) struct RoundedRows {
+    panels: Option<Quantized>,
+    rows: usize,
+    dim: usize,
+}
+
+impl RoundedRows {
+    /// Rounds the rows of `b` on the current rayon pool.
+    fn new(b: &Matrix) -> Self {
+        let panels = kernel::available().then(|| Quantized::new(b.as_slice(), b.dim(), NR)).flatten();
+        Self { panels, rows: b.rows(), dim: b.dim() }
+    }
+
+    /// The panels, if they were made from a matrix of `b`'s shape.
+    fn panels(&self, b: &Matrix) -> Option<&Quantized> {
+        self.panels.as_ref().filter(|_| self.rows == b.rows() && self.dim == b.dim())
+    }
+
+    /// Bytes held (0 when empty).
+    pub(crate) fn bytes(&self) -> usize {
+        self.panels.as_ref().map_or(0, |_| Self::bytes_for(self.rows, self.dim))
+    }
+
+    /// Bytes the rounded copy of a `rows × dim` matrix holds: 2 per value, plus each row's
+    /// scale, in whole panels.
+    fn bytes_for(rows: usize, dim: usize) -> usize {
+        let padded = rows.div_ceil(NR) * NR;
+        padded * (dim.div_ceil(2) * 4 + std::mem::size_of::<quantize::RowScale>() + 4)
+    }
+}
+
+impl std::fmt::Debug for RoundedRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RoundedRows({} x {}, {} bytes)", self.rows, self.dim, self.bytes())
     }
 }
 
@@ -461,12 +484,14 @@ mod tests {
         );
         let zeros = vec![0.0; bm.rows()];
         let (vals, idx) = brute_force(a, b, d, off.unwrap_or(&zeros), k);
-        let rounded_here = backend.run_packed(&am, &bm, None, off, k, &mut crate::Unwatched).expect("16-bit path");
-        let rounded = RoundedRows::new(&bm);
-        let q = rounded.panels(&bm).expect("rounded");
+        let request = TopKRequest::new(&am, &bm, k).with_offset(off);
+        let rounded_here = backend.run_packed(&request, None, &mut crate::Unwatched).expect("16-bit path");
+        let prepared = CpuBackend::prepare(&bm);
+        let q = prepared.rounded().panels(&bm).expect("rounded");
         let held = q.panels.len() * 2 + q.scales.len() * std::mem::size_of::<quantize::RowScale>() + q.inv.len() * 4;
-        assert_eq!(rounded.bytes(), held, "{what}: bytes counted");
-        let rounded_before = backend.topk_products_rounded(&am, &bm, &rounded, off, k, &mut crate::Unwatched);
+        assert_eq!(prepared.bytes(), held, "{what}: bytes counted");
+        let request = TopKRequest { prepared: Some(&prepared), ..request };
+        let rounded_before = backend.topk(&request, &mut crate::Unwatched);
         for (how, got) in [("b rounded per call", rounded_here), ("b rounded before", rounded_before)] {
             let got = got.unwrap();
             assert_eq!(got.indices, idx, "{what}, {how}: indices");
@@ -532,14 +557,13 @@ mod tests {
         let a = values(30 * d, 32);
         let (am, bm) = (Matrix::from_slice(&a, d, "a").unwrap(), Matrix::from_slice(&b, d, "b").unwrap());
         let backend = CpuBackend::new(1).unwrap();
-        assert!(
-            backend.run_packed(&am, &bm, None, None, 5, &mut crate::Unwatched).is_none(),
-            "norm 1e-12 is out of range"
-        );
-        let rounded = RoundedRows::new(&bm);
-        assert_eq!(rounded.bytes(), 0, "nothing kept when a row cannot be rounded");
-        let got = backend.topk_products(&am, &bm, None, 5, &mut crate::Unwatched).unwrap();
-        let via_rounded = backend.topk_products_rounded(&am, &bm, &rounded, None, 5, &mut crate::Unwatched).unwrap();
+        let request = TopKRequest::new(&am, &bm, 5);
+        assert!(backend.run_packed(&request, None, &mut crate::Unwatched).is_none(), "norm 1e-12 is out of range");
+        let prepared = CpuBackend::prepare(&bm);
+        assert_eq!(prepared.bytes(), 0, "nothing kept when a row cannot be rounded");
+        let got = backend.topk(&request, &mut crate::Unwatched).unwrap();
+        let with_prepared = TopKRequest { prepared: Some(&prepared), ..request };
+        let via_rounded = backend.topk(&with_prepared, &mut crate::Unwatched).unwrap();
         assert_eq!(via_rounded, got, "the f32 path either way");
         let (vals, idx) = brute_force(&a, &b, d, &[0.0; 40], 5);
         assert_eq!(got.indices, idx);

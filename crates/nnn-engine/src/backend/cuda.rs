@@ -11,7 +11,7 @@
 //! CUDA calls run on a worker thread of the engine's pool (signals blocked), so the driver's
 //! own threads inherit that mask.
 
-use super::{cpu::CpuBackend, Backend};
+use super::{cpu::CpuBackend, Backend, TopKRequest};
 use crate::control::{Control, Unwatched};
 use crate::error::{EngineError, Result};
 use crate::matrix::Matrix;
@@ -293,7 +293,7 @@ impl CudaBackend {
         }
     }
 
-    /// The products of [`Backend::topk_products`] (same plan, tiles and copies) without the
+    /// The products of [`Backend::topk`] (same plan, tiles and copies) without the
     /// merges: the FLOP-rate ceiling the benchmark compares with.
     pub fn plain_sgemm(&self, a: &Matrix, b: &Matrix) -> Result<()> {
         let plan = self.plan_for(a, b, 0)?;
@@ -318,7 +318,7 @@ impl CudaBackend {
         };
         let (a, b, off) = (coarse(n * d), coarse(m * d), coarse(m));
         let (a, b) = (Matrix::from_slice(&a, d, "a")?, Matrix::from_slice(&b, d, "b")?);
-        let want = CpuBackend::new(1)?.topk_products(&a, &b, Some(&off), k, &mut Unwatched)?;
+        let want = CpuBackend::new(1)?.topk(&TopKRequest::new(&a, &b, k).with_offset(Some(&off)), &mut Unwatched)?;
         for plan in [Plan { block: n, tile, keep_b: true }, Plan { block: 16, tile, keep_b: false }] {
             if self.pass(&a, &b, Some(&off), k, plan, &mut Unwatched)? != want {
                 return Err(EngineError::Device {
@@ -496,14 +496,8 @@ fn product(
 }
 
 impl Backend for CudaBackend {
-    fn topk_products(
-        &self,
-        a: &Matrix,
-        b: &Matrix,
-        offset: Option<&[f32]>,
-        k: usize,
-        control: &mut dyn Control,
-    ) -> Result<TopK> {
+    fn topk(&self, request: &TopKRequest, control: &mut dyn Control) -> Result<TopK> {
+        let TopKRequest { a, b, offset, k, .. } = *request;
         if k > MAX_K {
             return Err(EngineError::KOutOfRange { k, max: MAX_K, what: "k on the CUDA backend" });
         }

@@ -33,10 +33,8 @@ pub type Kernel = unsafe fn(
     usize,
     &[i16],
     &[i16],
-    &[f32; MR],
-    &[f32; NR],
-    &[f32; NR],
-    &[f32; MR],
+    (&[f32; MR], &[f32; MR]),
+    (&[f32; NR], &[f32; NR]),
     &mut [f32; MR * NR],
     &[i16],
 ) -> u128;
@@ -56,15 +54,12 @@ pub type Kernel = unsafe fn(
 /// `NR*2*pairs` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
 pub unsafe fn micro_kernel<const R: usize>(
     pairs: usize,
     a: &[i16],
     b: &[i16],
-    a_inv: &[f32; MR],
-    b_inv: &[f32; NR],
-    off: &[f32; NR],
-    floor: &[f32; MR],
+    (a_inv, floor): (&[f32; MR], &[f32; MR]),
+    (b_inv, off): (&[f32; NR], &[f32; NR]),
     out: &mut [f32; MR * NR],
     ahead: &[i16],
 ) -> u128 {
@@ -120,15 +115,12 @@ pub unsafe fn micro_kernel<const R: usize>(
 /// # Safety
 /// Same contract as the x86-64 kernel.
 #[cfg(not(target_arch = "x86_64"))]
-#[allow(clippy::too_many_arguments)]
 pub unsafe fn micro_kernel<const R: usize>(
     pairs: usize,
     a: &[i16],
     b: &[i16],
-    a_inv: &[f32; MR],
-    b_inv: &[f32; NR],
-    off: &[f32; NR],
-    floor: &[f32; MR],
+    (a_inv, floor): (&[f32; MR], &[f32; MR]),
+    (b_inv, off): (&[f32; NR], &[f32; NR]),
     out: &mut [f32; MR * NR],
     _ahead: &[i16],
 ) -> u128 {
@@ -226,7 +218,15 @@ mod tests {
             let mut out = [12345f32; MR * NR];
             // SAFETY: AVX2 asserted at the test's start; the panels hold MR and NR rows of `pairs`.
             let hits = unsafe {
-                KERNELS[live - 1](qa.pairs, qa.panel(0), qb.panel(0), a_inv, b_inv, &off, &floor, &mut out, qb.panel(0))
+                KERNELS[live - 1](
+                    qa.pairs,
+                    qa.panel(0),
+                    qb.panel(0),
+                    (a_inv, &floor),
+                    (b_inv, &off),
+                    &mut out,
+                    qb.panel(0),
+                )
             };
             for r in 0..MR {
                 for c in 0..NR {

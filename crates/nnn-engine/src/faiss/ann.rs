@@ -9,9 +9,9 @@
 
 use super::index::{add_blocks, search_blocks, trained, tune};
 use super::{augmented, faiss_error, native};
+pub use super::{AnnParams, AnnSearch};
 use crate::control::Control;
 use crate::error::{EngineError, Result};
-use crate::matrix::Matrix;
 use crate::run::run_polled;
 use crate::search::Candidates;
 use faiss::index::IndexImpl;
@@ -24,15 +24,6 @@ use std::collections::{HashMap, HashSet};
 const INLINE_QUERIES: usize = 4;
 /// First bytes of [`AnnIndex::to_bytes`]'s format.
 const MAGIC: &[u8; 8] = b"NNNANN01";
-
-/// Per-search knobs; 0 leaves the index's own value.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AnnParams {
-    /// Inverted lists visited per query (IVF structures).
-    pub probes: usize,
-    /// Candidate list length while searching (HNSW structures).
-    pub ef_search: usize,
-}
 
 /// A Faiss index over augmented candidate vectors with its slot → id map.
 pub struct AnnIndex {
@@ -121,17 +112,8 @@ impl AnnIndex {
     /// first by the index's own (possibly approximate) scores, then the rows outside the
     /// radius, leaving out the ids in `skip` (rows the caller scores from fresher data);
     /// callers re-score exactly.
-    #[allow(clippy::too_many_arguments)]
-    pub fn search(
-        &self,
-        queries: &Matrix,
-        alpha: f32,
-        k: usize,
-        skip: &HashSet<i64>,
-        params: AnnParams,
-        threads: usize,
-        control: &mut dyn Control,
-    ) -> Result<Vec<Vec<i64>>> {
+    pub fn search(&self, search: &AnnSearch, threads: usize, control: &mut dyn Control) -> Result<Vec<Vec<i64>>> {
+        let AnnSearch { queries, alpha, k, skip, params } = *search;
         if !alpha.is_finite() {
             return Err(EngineError::InvalidParameter { name: "alpha", value: alpha.to_string() });
         }

@@ -4,10 +4,9 @@
 use super::ann::AnnParams;
 use super::index::{search_blocks, trained, tune};
 use super::{augmented, faiss_error, native};
-use crate::backend::Backend;
+use crate::backend::{Backend, TopKRequest};
 use crate::control::Control;
 use crate::error::{EngineError, Result};
-use crate::matrix::Matrix;
 use crate::run::run_polled;
 use crate::topk::{sort_best_first, TopK};
 use faiss::MetricType;
@@ -32,14 +31,8 @@ impl FaissBackend {
 }
 
 impl Backend for FaissBackend {
-    fn topk_products(
-        &self,
-        a: &Matrix,
-        b: &Matrix,
-        offset: Option<&[f32]>,
-        k: usize,
-        control: &mut dyn Control,
-    ) -> Result<TopK> {
+    fn topk(&self, request: &TopKRequest, control: &mut dyn Control) -> Result<TopK> {
+        let TopKRequest { a, b, offset, k, .. } = *request;
         // a·b_j − offset_j = [a, 1]·[b_j, −offset_j]; without offsets both sides as they are
         let (a_data, b_data, d): (Cow<[f32]>, Cow<[f32]>, usize) = match offset {
             Some(off) => (

@@ -1,17 +1,59 @@
 //! Faiss (feature `faiss`): approximate NNN search over augmented vectors `[r, bias]`
 //! ([`ann::AnnIndex`]) and a [`Backend`](crate::Backend) that runs the fused product and
-//! selection through a Faiss index ([`backend::FaissBackend`]).
+//! selection through a Faiss index ([`backend::FaissBackend`]). Without the feature the same
+//! types exist and report that this build has no Faiss, so callers need no feature switch.
 //!
 //! Every Faiss call runs on a worker of the engine's pool, whose signals are blocked, so the
 //! OpenMP threads Faiss starts inherit that mask; the caller's thread keeps polling its control.
 
+#[cfg(not(feature = "faiss"))]
+mod absent;
+#[cfg(feature = "faiss")]
 pub mod ann;
+#[cfg(feature = "faiss")]
 pub mod backend;
+#[cfg(feature = "faiss")]
 mod index;
+#[cfg(feature = "faiss")]
 mod native;
+#[cfg(not(feature = "faiss"))]
+pub use absent::{ann, backend};
 
+use crate::matrix::Matrix;
+use std::collections::HashSet;
+
+/// Whether this build has Faiss.
+pub const AVAILABLE: bool = cfg!(feature = "faiss");
+
+/// Per-search knobs; 0 leaves the index's own value.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AnnParams {
+    /// Inverted lists visited per query (IVF structures).
+    pub probes: usize,
+    /// Candidate list length while searching (HNSW structures).
+    pub ef_search: usize,
+}
+
+/// One approximate search ([`ann::AnnIndex::search`]): about `k` ids per query row of
+/// `queries` by `q·r − α·bias(r)`, leaving out the ids in `skip`, with `params`.
+#[derive(Clone, Copy)]
+pub struct AnnSearch<'a> {
+    /// The queries, one per row.
+    pub queries: &'a Matrix<'a>,
+    /// The bias weight α.
+    pub alpha: f32,
+    /// Ids wanted per query.
+    pub k: usize,
+    /// Ids left out (rows the caller scores from fresher data).
+    pub skip: &'a HashSet<i64>,
+    /// The structure's search knobs.
+    pub params: AnnParams,
+}
+
+#[cfg(feature = "faiss")]
 use crate::error::EngineError;
 
+#[cfg(feature = "faiss")]
 /// A Faiss failure (bad factory string, unsupported operation, out of memory) as an engine
 /// error, without the C++ function and source location Faiss puts before its message.
 fn faiss_error(what: &'static str, e: impl std::fmt::Display) -> EngineError {
@@ -21,6 +63,7 @@ fn faiss_error(what: &'static str, e: impl std::fmt::Display) -> EngineError {
     EngineError::Faiss { what, message }
 }
 
+#[cfg(feature = "faiss")]
 /// `[r, extra]` rows: each row of `data` (`dim` wide) followed by one value of `extra`.
 fn augmented(data: &[f32], dim: usize, extra: impl Iterator<Item = f32>) -> Vec<f32> {
     let mut out = Vec::with_capacity(data.len() / dim * (dim + 1));

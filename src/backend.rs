@@ -1,21 +1,25 @@
-//! Which engine backend runs a call: `nnn.backend`, the features this library was built with,
-//! and whether a GPU is usable here. The CUDA backend is opened once per server process (at
-//! the first call that would use it) and kept; `auto` sends only work of at least
+//! Which engine backend runs a call: `nnn.backend`, and whether a GPU (or Faiss) is usable
+//! here; the engine reports what this build lacks. The CUDA backend is opened once per server
+//! process (at the first call that would use it) and kept; `auto` sends only work of at least
 //! [`AUTO_GPU_FLOP`] to it.
 
 use crate::guc;
-use crate::postgres::errors::{fail, or_raise};
-use nnn_engine::{Backend, CpuBackend};
+use crate::postgres::errors::{fail, or_raise, report};
+use nnn_engine::backend::cuda::CudaBackend;
+use nnn_engine::faiss::backend::FaissBackend;
+use nnn_engine::{Backend, CpuBackend, EngineError};
+use pgrx::PgLogLevel::{DEBUG1, WARNING};
 use pgrx::PgSqlErrorCode::*;
+use std::sync::{Arc, OnceLock};
 
 /// Work (floating-point operations) from which `auto` prefers a usable GPU: below it, copying
 /// the vectors to the device costs more than the CPU needs.
 pub const AUTO_GPU_FLOP: f64 = 2e10;
 
 /// The backend for a call of about `flop` operations, as `nnn.backend` asks.
-pub fn backend(flop: f64) -> Box<dyn Backend> {
+pub fn backend(flop: f64) -> Arc<dyn Backend> {
     let threads = guc::threads();
-    let cpu = || -> Box<dyn Backend> { Box::new(or_raise(CpuBackend::new(threads), "nnn.threads")) };
+    let cpu = || -> Arc<dyn Backend> { Arc::new(or_raise(CpuBackend::new(threads), "nnn.threads")) };
     match guc::BACKEND.get() {
         guc::BackendChoice::Cpu => cpu(),
         guc::BackendChoice::Auto if flop >= AUTO_GPU_FLOP => gpu().unwrap_or_else(|_| cpu()),
@@ -27,17 +31,15 @@ pub fn backend(flop: f64) -> Box<dyn Backend> {
                 "SET nnn.backend = 'cpu' (or 'auto', which uses a GPU only when one is usable).",
             )
         }),
-        guc::BackendChoice::Faiss => faiss(threads),
+        guc::BackendChoice::Faiss => {
+            let b = FaissBackend::new(&guc::faiss_backend_index(), guc::ann_params(), threads);
+            Arc::new(or_raise(b, "nnn.backend"))
+        }
     }
 }
 
-#[cfg(feature = "cuda")]
-fn gpu() -> Result<Box<dyn Backend>, String> {
-    use crate::postgres::errors::report;
-    use nnn_engine::backend::cuda::CudaBackend;
-    use nnn_engine::EngineError;
-    use pgrx::PgLogLevel::{DEBUG1, WARNING};
-    use std::sync::{Arc, OnceLock};
+/// This process's GPU backend, opened at the first call, or why there is none.
+fn gpu() -> Result<Arc<dyn Backend>, String> {
     static OPENED: OnceLock<Result<Arc<CudaBackend>, String>> = OnceLock::new();
     let opened = OPENED.get_or_init(|| {
         let r = CudaBackend::new(0).map(Arc::new);
@@ -53,25 +55,5 @@ fn gpu() -> Result<Box<dyn Backend>, String> {
     let g = opened.clone()?;
     g.set_memory_limit(guc::CUDA_MEMORY_MB.get() as usize * (1 << 20));
     g.set_tf32(guc::CUDA_TF32.get());
-    Ok(Box::new(g))
-}
-
-#[cfg(not(feature = "cuda"))]
-fn gpu() -> Result<Box<dyn Backend>, String> {
-    Err("this build of nnn has no CUDA backend (build it with the cuda feature)".into())
-}
-
-#[cfg(feature = "faiss")]
-fn faiss(threads: usize) -> Box<dyn Backend> {
-    let b = nnn_engine::faiss::backend::FaissBackend::new(&guc::faiss_backend_index(), guc::ann_params(), threads);
-    Box::new(or_raise(b, "nnn.backend"))
-}
-
-#[cfg(not(feature = "faiss"))]
-fn faiss(_threads: usize) -> Box<dyn Backend> {
-    fail(
-        ERRCODE_FEATURE_NOT_SUPPORTED,
-        "this build of nnn has no Faiss backend",
-        "Build the extension with the faiss feature (make install does), or SET nnn.backend = 'cpu'.",
-    )
+    Ok(g)
 }
