@@ -21,20 +21,26 @@ endif
 
 .PHONY: setup test test-engine test-pgrx install test-db test-citus demo tune bench bench-engine bench-ann bench-planner bench-citus bench-connections lint
 
+## the only target that installs system packages (Debian packages, cargo-pgrx, pgvector,
+## Citus for the Citus tests) and fetches what the builds need (crates, the Python venv); each
+## step is skipped when done, so once it has run, `make test` needs no network
 setup:
 	bash scripts/setup.sh
+	cargo fetch --locked
 	bash scripts/pgvector.sh
+	bash scripts/citus.sh
 	bash scripts/venv.sh
 
 ## every test level; fails if any fails
 test: setup test-engine test-pgrx install test-db test-citus
 	@echo "make test: all test levels passed"
 
-## 1. the engine, without PostgreSQL; the AVX2 kernel tests where the CPU has AVX2; NVRTC (from
-## the venv) compiles the CUDA kernel
+## 1. the engine, without PostgreSQL; its stand-ins for a build without Faiss and CUDA; the AVX2
+## kernel tests where the CPU has AVX2; NVRTC (from the venv) compiles the CUDA kernel
 NVRTC_LIB = $(wildcard $(NNN_VENV)/lib/python3*/site-packages/nvidia/cuda_nvrtc/lib)
 test-engine:
 	cargo test -p nnn-engine --release $(FEATURE_FLAGS)
+	cargo test -p nnn-engine --release --lib absent
 ifneq ($(shell grep -m1 -ow avx2 /proc/cpuinfo 2>/dev/null),)
 	cargo test -p nnn-engine --release $(FEATURE_FLAGS) --lib -- --ignored avx2
 else
@@ -60,7 +66,6 @@ test-db:
 
 ## 5. tests/citus against a throw-away Citus cluster (a coordinator and two workers)
 test-citus:
-	bash scripts/citus.sh
 	bash scripts/test-citus.sh
 
 ## the demo: real data, plain vs NNN recall, on a throw-away cluster
