@@ -1,7 +1,7 @@
 //! `nnn_score`: the NNN score of one row, for `ORDER BY … LIMIT` and ORMs.
 
 use crate::guc;
-use crate::postgres::args::slice_arg;
+use crate::postgres::args::{check_finite, null_element, RealArray};
 use crate::postgres::errors::fail;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
@@ -13,10 +13,16 @@ fn nnn_alpha() -> f64 {
 }
 
 /// `q·r − alpha·bias`: the NNN score of a candidate embedding for a query, in `real`
-/// arithmetic like `nnn_search`. Without `alpha`, the current `nnn.alpha` is used. `bias`
-/// and `alpha` are double precision so that ORMs' float parameters fit without casts.
+/// arithmetic like `nnn_search` (with AVX2, the same dot product as its exact pass). Without
+/// `alpha`, the current `nnn.alpha` is used. `bias` and `alpha` are double precision so that
+/// ORMs' float parameters fit without casts.
+///
+/// Per row the vectors are only read once: NaN or Infinity in either makes the dot product
+/// non-finite (both propagate through products and sums, and 0·∞ is NaN), so they are looked
+/// for only then, and errors come in the order of the checks they replace (embedding before
+/// query, values before dimensions).
 #[pg_extern(immutable, strict, parallel_safe)]
-fn nnn_score(embedding: Array<f32>, query: Array<f32>, bias: f64, alpha: default!(f64, "nnn_alpha()")) -> f32 {
+fn nnn_score(embedding: RealArray, query: RealArray, bias: f64, alpha: default!(f64, "nnn_alpha()")) -> f32 {
     if !alpha.is_finite() {
         fail(
             ERRCODE_INVALID_PARAMETER_VALUE,
@@ -24,15 +30,28 @@ fn nnn_score(embedding: Array<f32>, query: Array<f32>, bias: f64, alpha: default
             "Pass a finite alpha or SET nnn.alpha.",
         );
     }
-    let (r, q) = (slice_arg(&embedding, "embedding"), slice_arg(&query, "query"));
+    let r = embedding.values().unwrap_or_else(|| null_element("embedding"));
+    let Some(q) = query.values() else {
+        check_finite(r, "embedding");
+        null_element("query")
+    };
+    let both_finite = || {
+        check_finite(r, "embedding");
+        check_finite(q, "query");
+    };
     if r.len() != q.len() {
+        both_finite();
         fail(
             ERRCODE_DATA_EXCEPTION,
             format!("different vector dimensions {} and {}", r.len(), q.len()),
             "The query must have the dimension of the stored embeddings.",
         );
     }
-    nnn_engine::score(q, r, bias as f32, alpha as f32)
+    let score = nnn_engine::score(q, r, bias as f32, alpha as f32);
+    if !score.is_finite() {
+        both_finite();
+    }
+    score
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -3,28 +3,86 @@
 
 use super::errors::fail;
 use pgrx::array::RawArray;
+use pgrx::callconv::{Arg, ArgAbi};
+use pgrx::pgrx_sql_entity_graph::metadata::{
+    ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin,
+};
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
+use std::ptr::NonNull;
 
-/// A `real[]` argument as a slice of its own storage, rejecting NULL elements and
-/// non-finite values: no copy per row, for `nnn_score` in an `ORDER BY` over many rows.
-pub fn slice_arg<'a>(arr: &'a Array<f32>, what: &str) -> &'a [f32] {
-    let Ok(values) = arr.as_slice() else {
-        fail(
-            ERRCODE_NULL_VALUE_NOT_ALLOWED,
-            format!("{what} contains a NULL element"),
-            "Vectors must not contain NULL elements.",
-        )
-    };
+/// A `real[]` argument read where it lies: detoasted when it is stored out of line or
+/// compressed, never copied otherwise, and without the per-call element-type lookup and
+/// allocation of pgrx's `Array`. For functions called once per row (`nnn_score`). Declared to
+/// SQL exactly as `Array<f32>` is (`real[]`).
+pub struct RealArray<'fcx> {
+    /// The values, row-major; None when the array holds a NULL element.
+    values: Option<&'fcx [f32]>,
+}
+
+impl<'fcx> RealArray<'fcx> {
+    /// The values (all dimensions flattened), or None when a NULL element is among them.
+    pub fn values(&self) -> Option<&'fcx [f32]> {
+        self.values
+    }
+}
+
+impl FromDatum for RealArray<'_> {
+    unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _typoid: pg_sys::Oid) -> Option<Self> {
+        let ptr = NonNull::new(datum.cast_mut_ptr::<pg_sys::varlena>()).filter(|_| !is_null)?;
+        // SAFETY: a non-null datum of a real[] argument: a varlena PostgreSQL hands this call,
+        // detoasted (a copy in the call's memory context only when it was toasted or short)
+        // into an ArrayType of float4 elements that outlives the call.
+        unsafe {
+            let array = NonNull::new_unchecked(pg_sys::pg_detoast_datum(ptr.as_ptr()).cast::<pg_sys::ArrayType>());
+            let mut raw = RawArray::from_ptr(array);
+            // no NULL bitmap (dataoffset 0, PostgreSQL's ARR_HASNULL) means no NULL element
+            let nulls = (*array.as_ptr()).dataoffset != 0 && raw.any_nulls();
+            let values = (!nulls).then(|| raw.data::<f32>().as_ref());
+            Some(Self { values })
+        }
+    }
+}
+
+// SAFETY: unboxed through `FromDatum` like pgrx's own by-reference types; a NULL argument is
+// an error (the functions taking it are STRICT, so PostgreSQL never passes one).
+unsafe impl<'fcx> ArgAbi<'fcx> for RealArray<'fcx> {
+    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+        let index = arg.index();
+        // SAFETY: the argument is declared real[] (see the SqlTranslatable impl).
+        unsafe { arg.unbox_arg_using_from_datum() }.unwrap_or_else(|| panic!("argument {index} must not be null"))
+    }
+}
+
+// SAFETY: declared to SQL exactly as pgrx declares `Array<f32>`, whose datums it reads.
+unsafe impl SqlTranslatable for RealArray<'_> {
+    const TYPE_IDENT: &'static str = <Array<'static, f32> as SqlTranslatable>::TYPE_IDENT;
+    const TYPE_ORIGIN: TypeOrigin = <Array<'static, f32> as SqlTranslatable>::TYPE_ORIGIN;
+    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = <Array<'static, f32> as SqlTranslatable>::ARGUMENT_SQL;
+    const RETURN_SQL: Result<ReturnsRef, ReturnsError> = <Array<'static, f32> as SqlTranslatable>::RETURN_SQL;
+}
+
+/// Raises the error of a vector argument `what` with a NULL element.
+pub fn null_element(what: &str) -> ! {
+    fail(
+        ERRCODE_NULL_VALUE_NOT_ALLOWED,
+        format!("{what} contains a NULL element"),
+        "Vectors must not contain NULL elements.",
+    )
+}
+
+/// Fails when the vector argument `what` holds NaN or Infinity.
+pub fn check_finite(values: &[f32], what: &str) {
     if !values.iter().fold(true, |ok, v| ok & v.is_finite()) {
         fail(ERRCODE_DATA_EXCEPTION, format!("{what} contains NaN or Infinity"), "Vectors must be finite.");
     }
-    values
 }
 
 /// Copies a `real[]` argument into a vector, rejecting NULL elements and non-finite values.
 pub fn vector_arg(arr: &Array<f32>, what: &str) -> Vec<f32> {
-    slice_arg(arr, what).to_vec()
+    let values = arr.as_slice().unwrap_or_else(|_| null_element(what));
+    check_finite(values, what);
+    values.to_vec()
 }
 
 /// A batch of queries given as a 2-D `real[][]`, one query per row: the values row-major and

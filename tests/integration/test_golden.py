@@ -87,6 +87,42 @@ def test_the_cache_keeps_a_16_bit_copy_and_answers_as_the_call_that_filled_it(co
         assert max(abs(a - b) for (_, a), (_, b) in zip(cached, fresh)) <= 1e-5
 
 
+def test_nnn_score_equals_the_cached_search_scores(connect):
+    """nnn_score ranks and scores as nnn_search does: with AVX2 (the cached search's exact pass
+    and nnn_score share one dot product) bit for bit, elsewhere within 1e-5; bad vectors are
+    the errors of nnn_score's checks, embedding before query, values before dimensions."""
+    conn = connect()
+    load_wordnet_small(conn, "ws_cand", "ws_ref")
+    conn.execute("SELECT nnn.create_index('ws', 'ws_cand', 'id', 'emb', 'ws_ref', 'emb')")
+    queries = read_f16("queries.f16")
+    with open("/proc/cpuinfo") as f:
+        flags = f.read()
+    avx2 = " avx2 " in flags and " fma " in flags
+    for q in (0, 99, 471):
+        query = queries[q].tolist()
+        conn.execute("SELECT nnn_search('ws', %s::real[], 1)", (query,))  # fills the cache
+        hits = conn.execute("SELECT id, score FROM nnn_search('ws', %s::real[], 20)", (query,)).fetchall()
+        scores = dict(conn.execute(
+            "SELECT id, nnn_score(emb, %s::real[], nnn_bias, 0.75) FROM ws_cand WHERE id = ANY(%s)",
+            (query, [i for i, _ in hits])).fetchall())
+        for i, s in hits:
+            assert (scores[i] == s) if avx2 else abs(scores[i] - s) <= 1e-5, (q, i, scores[i], s)
+    for emb, query, error, message in (
+            ("{1,NaN}", "{1,2,3}", psycopg.errors.DataException, "embedding contains NaN"),
+            ("{1,Infinity}", "{1,NULL}", psycopg.errors.DataException, "embedding contains NaN"),
+            ("{1,2}", "{1,NULL}", psycopg.errors.NullValueNotAllowed, "query contains a NULL"),
+            ("{1,NULL}", "{NaN}", psycopg.errors.NullValueNotAllowed, "embedding contains a NULL"),
+            ("{1,2}", "{NaN,1,2}", psycopg.errors.DataException, "query contains NaN"),
+            ("{1,2}", "{1,2,3}", psycopg.errors.DataException, "different vector dimensions 2 and 3"),
+            ("{3e38,3e38}", "{3e38,3e38}", None, None)):
+        sql = "SELECT nnn_score(%s::real[], %s::real[], 0, 0.75)"
+        if error is None:  # finite vectors whose product overflows: an infinite score, no error
+            assert conn.execute(sql, (emb, query)).fetchone()[0] == float("inf")
+            continue
+        with pytest.raises(error, match=message):
+            conn.execute(sql, (emb, query))
+
+
 def test_binary_batch_input_equals_the_array_form(connect):
     """nnn_search_batch(name, bytea of packed little-endian f32, dim, k): the same rows, bit for
     bit, as nnn_search_batch(name, real[][], k) on wordnet-small's 472 queries; bad input is a

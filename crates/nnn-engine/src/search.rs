@@ -1,6 +1,7 @@
 //! Search: top-k candidates of `q·r − α·bias(r)` for one query or a batch (one fused GEMM).
 
 use crate::backend::cpu::CpuBackend;
+use crate::backend::kernel;
 use crate::backend::{Backend, Prepared, TopKRequest};
 use crate::control::Control;
 use crate::error::{EngineError, Result};
@@ -70,9 +71,16 @@ impl<'a> Candidates<'a> {
     }
 }
 
-/// `q·r − α·bias` of one candidate in plain `f32` arithmetic (callers check the lengths).
+/// `q·r − α·bias` of one candidate in `f32` arithmetic (callers check the lengths). Where the
+/// CPU has the AVX2 kernel, the dot product is the one the CPU backend's exact pass computes,
+/// so the score equals that pass's bit for bit; elsewhere a plain sum in dimension order.
 pub fn score(query: &[f32], row: &[f32], bias: f32, alpha: f32) -> f32 {
-    let dot: f32 = query.iter().zip(row).map(|(a, b)| a * b).sum();
+    let dot = if kernel::available() {
+        // SAFETY: the CPU has AVX2 and FMA (just checked); the callers pass equal lengths.
+        unsafe { kernel::dot(query, row) }
+    } else {
+        query.iter().zip(row).map(|(a, b)| a * b).sum()
+    };
     dot - alpha * bias
 }
 
