@@ -2,7 +2,9 @@
 - nnn_search(q, 10) latency over M candidates x 384 vs the engine alone on that shape, and vs
   ORDER BY nnn_score(...) DESC LIMIT 10;
 - nnn.build_bias end to end (N candidates x M reference) vs the engine alone on that shape, in
-  a fresh connection, with that backend's peak memory beside the size of the rows it reads;
+  a fresh connection, with that backend's peak memory beside the size of the rows it reads,
+  and the build's own profile on the same data (reading, engine, writing; its DEBUG1 report),
+  for real[] and for pgvector vector(384) columns;
 - nnn_search through a Faiss structure (IVF256,Flat, nnn.probes = 32) vs the exact path, with
   its recall@10 (uniform random rows: the hardest case for any approximate index).
 Shapes match the engine bench: M = 100,000 and N = 10,000 (2,000 x 20,000 with NNN_BENCH_QUICK=1).
@@ -41,16 +43,43 @@ def server_timed(conn, sql, params=None, reps=1):
     return statistics.median(out)
 
 
-def fresh_build():
-    """Seconds and the backend's peak memory (VmHWM, MiB) of nnn.build_bias of `few` against
-    `big`, in a new connection so nothing else (e.g. the search cache) is counted."""
+def fresh_build(suffix=""):
+    """Seconds, the backend's peak memory (VmHWM, MiB) and the build's own profile (reading,
+    engine, writing seconds, from its DEBUG1 report) of nnn.build_bias of `few` against `big`
+    (`few_v`/`big_v`: pgvector columns), in a new connection so nothing else (e.g. the search
+    cache) is counted."""
+    profile = {}
+
+    def on_notice(diag):
+        m = re.search(r"in ([\d.]+) s: reading ([\d.]+) s, engine ([\d.]+) s, writing ([\d.]+) s", diag.message_primary or "")
+        if m:
+            profile.update(zip(("total", "reading", "engine", "writing"), map(float, m.groups())))
+
     with psycopg.connect(autocommit=True) as db:
+        db.add_notice_handler(on_notice)
         db.execute(f"SET nnn.threads = {os.environ.get('NNN_BENCH_THREADS', '2')}")
+        db.execute("SET client_min_messages = debug1")
         pid = db.execute("SELECT pg_backend_pid()").fetchone()[0]
-        secs = timed(db, "SELECT * FROM nnn.build_bias('few', 'emb', 'big', 'emb', k => 128)")
+        secs = timed(db, f"SELECT * FROM nnn.build_bias('few{suffix}', 'emb', 'big{suffix}', 'emb', k => 128)")
         status = pathlib.Path(f"/proc/{pid}/status").read_text()
         peak = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
-    return secs, peak
+    return secs, peak, profile
+
+
+def first_queries(search_sql, search_args, pgv_sql, pgv_args):
+    """Client seconds of the first nnn_search of a new session (it reads the rows and fills the
+    session's cache) and of pgvector's first exact ORDER BY of another new session, medians of
+    three sessions each."""
+    def first(sql, args, setup):
+        out = []
+        for _ in range(3):
+            with psycopg.connect(autocommit=True) as db:
+                for stmt in setup:
+                    db.execute(stmt)
+                out.append(timed(db, sql, args))
+        return statistics.median(out)
+
+    return (first(search_sql, search_args, ["SET nnn.ann = off"]), first(pgv_sql, pgv_args, []))
 
 
 def main():
@@ -80,7 +109,12 @@ def main():
         search_server = server_timed(db, search_sql, (q,), reps=10)
         order = timed(db, order_sql, (q,), reps=3)
         order_server = server_timed(db, order_sql, (q,), reps=3)
-        build, peak_mib = fresh_build()
+        build, peak_mib, profile = fresh_build()
+        db.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        db.execute("CREATE TABLE big_v AS SELECT id, emb::vector(384) AS emb FROM big")
+        db.execute("CREATE TABLE few_v AS SELECT id, emb::vector(384) AS emb FROM few")
+        db.execute("VACUUM ANALYZE big_v")
+        build_v, _, profile_v = fresh_build("_v")
         db.execute("SELECT nnn.set_ann('big', 'IVF256,Flat')")
         db.execute("SET nnn.probes = 32")
         queries = (np.random.default_rng(2).random((20, 384), dtype=np.float32) - 0.5).tolist()
@@ -89,6 +123,15 @@ def main():
         db.execute("SET nnn.ann = off")
         truth = [{i for (i, _) in db.execute(search_sql, (qq,)).fetchall()} for qq in queries]
         recall = sum(len(a & b) for a, b in zip(approx, truth)) / (10 * len(queries))
+        # pgvector's exact scan of the same ordering over the same rows (no pgvector index)
+        db.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        db.execute("SELECT nnn.set_augmented('big', 'vector')")
+        db.execute("VACUUM ANALYZE big")
+        qv = "[" + ",".join(f"{x:.7g}" for x in q) + f",{-0.75}]"
+        pgv_sql = "SELECT id FROM big ORDER BY nnn_augmented <#> %s::vector LIMIT 10"
+        pgv_server = server_timed(db, pgv_sql, (qv,), reps=5)
+        search_server_now = server_timed(db, search_sql, (q,), reps=10)
+    first_search, first_pgv = first_queries(search_sql, (q,), pgv_sql, (qv,))
     e_search = engine.get(f"search.single_query_{M}_cached", float("nan"))
     e_build = engine.get("synthetic.engine_bias", float("nan"))
     print(f"\n{'SQL benchmark (' + str(M) + ' x 384)':<48} {'seconds':>9} {'ratio':>9}")
@@ -99,9 +142,16 @@ def main():
     print(f"{'  the same, server execution times':<48} {order_server:>9.4f} {order_server / search_server:>8.1f}x")
     print(f"{'nnn.build_bias ' + str(N) + ' x ' + str(M):<48} {build:>9.3f}")
     print(f"{'  / engine alone, same shape':<48} {e_build:>9.3f} {build / e_build:>8.2f}x")
+    for label, p in (("real[]", profile), ("vector", profile_v)):
+        print(f"{'  profile, ' + label + ' columns: total / engine':<48} {p['total']:>9.3f} {p['total'] / p['engine']:>8.2f}x")
+        print(f"{'    reading / engine / writing, s':<48} {p['reading']:>9.3f} {p['engine']:>9.3f} {p['writing']:>9.3f}")
+    print(f"{'nnn.build_bias on vector(384) columns':<48} {build_v:>9.3f} {build_v / e_build:>8.2f}x")
     ref_mib, cand_mib = M * 384 * 4 / 2**20, N * 384 * 4 / 2**20
     print(f"{'  backend peak memory, MiB':<48} {peak_mib:>9.0f}")
     print(f"{'  reference + candidate rows as f32, MiB':<48} {ref_mib + cand_mib:>9.0f} {peak_mib / (ref_mib + cand_mib):>8.2f}x")
+    print(f"{'pgvector exact ORDER BY <#> LIMIT 10, server':<48} {pgv_server:>9.4f} {pgv_server / search_server_now:>8.1f}x nnn_search's {search_server_now:.4f}")
+    print(f"{'first nnn_search of a new session (fills cache)':<48} {first_search:>9.3f}")
+    print(f"{'  pgvector exact ORDER BY, first of a session':<48} {first_pgv:>9.3f} {first_search / first_pgv:>8.1f}x")
     print(f"{'nnn_search(q, 10) via IVF256,Flat, probes 32':<48} {ann_server:>9.4f} {search_server / ann_server:>8.1f}x faster")
     print(f"{'  recall@10 against the exact path':<48} {recall:>9.3f}")
 

@@ -5,15 +5,16 @@ use super::family::family_columns;
 use crate::backend::backend;
 use crate::guc;
 use crate::postgres::citus;
-use crate::postgres::errors::{fail, or_raise, spi_or_raise};
+use crate::postgres::errors::{fail, or_raise, report, spi_or_raise};
 use crate::postgres::interrupts::StatementControl;
 use crate::postgres::read::{check_memory, read_vectors};
-use crate::postgres::relation::Table;
+use crate::postgres::relation::{embedding_expr, Table};
 use crate::postgres::write::{write_bias, RowKeys};
 use nnn_engine::evaluate::{family_bias, Family};
 use nnn_engine::Matrix;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
+use pgrx::PgLogLevel::DEBUG1;
 use pgrx::PgSqlErrorCode::*;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -59,7 +60,7 @@ pub enum Scope<'a> {
 
 /// Reads the reference embeddings (rows visible to the caller).
 pub fn read_reference(reference: &Table, reference_column: &str) -> (Vec<f32>, usize) {
-    let sql = format!("SELECT true, {reference_column}::real[] FROM {}", reference.sql);
+    let sql = format!("SELECT true, {} FROM {}", embedding_expr(reference, reference_column), reference.sql);
     let rows = read_vectors::<bool>(&sql, &[], &format!("reference set {}", reference.sql), None);
     if rows.keys.is_empty() {
         empty_reference(reference);
@@ -139,13 +140,14 @@ pub fn build(target: BiasColumn, scope: Scope) -> BuildReport {
                 )),
                 "clearing biases of NULL embeddings",
             );
-            let sql = format!("SELECT ctid::text, {embedding}::real[] FROM {}", candidates.sql);
+            let sql = format!("SELECT ctid::text, {} FROM {}", embedding_expr(candidates, embedding), candidates.sql);
             let rows = read_vectors::<String>(&sql, &[], &format!("candidates {}", candidates.sql), Some(dim));
             (RowKeys::Ctid(rows.keys), (rows.data, rows.skipped))
         }
         Scope::Ids { id_column, ids } => {
             let sql = format!(
-                "SELECT {id_column}::bigint, {embedding}::real[] FROM {} WHERE {id_column} = ANY($1)",
+                "SELECT {id_column}::bigint, {} FROM {} WHERE {id_column} = ANY($1)",
+                embedding_expr(candidates, embedding),
                 candidates.sql
             );
             let rows = read_vectors::<i64>(
@@ -158,15 +160,24 @@ pub fn build(target: BiasColumn, scope: Scope) -> BuildReport {
         }
     };
     let (cand_data, skipped) = cand;
-    let bias = compute(&cand_data, &ref_data, dim, family, &format!("bias of {}", candidates.sql));
+    let what = format!("bias of {}", candidates.sql);
+    let read = started.elapsed();
+    let bias = compute(&cand_data, &ref_data, dim, family, &what);
+    let computed = started.elapsed();
     let rows = bias.len() as i64;
     write_bias(candidates, bias_column, keys, bias);
-    BuildReport {
-        rows,
-        skipped: skipped as i64,
-        reference_rows: reference_rows as i64,
-        seconds: started.elapsed().as_secs_f64(),
-    }
+    let seconds = started.elapsed().as_secs_f64();
+    // where the time went (SET client_min_messages = debug1): make bench's profile of a build
+    report(
+        DEBUG1,
+        format!(
+            "nnn: {what}: {rows} rows in {seconds:.3} s: reading {:.3} s, engine {:.3} s, writing {:.3} s",
+            read.as_secs_f64(),
+            (computed - read).as_secs_f64(),
+            seconds - computed.as_secs_f64()
+        ),
+    );
+    BuildReport { rows, skipped: skipped as i64, reference_rows: reference_rows as i64, seconds }
 }
 
 /// A Citus distributed candidate table, keyed by its distribution column `key` (unique): one
@@ -285,7 +296,7 @@ fn shard_biases(shard: &Shard) -> HashMap<i64, f32> {
     }
     let (ref_data, dim) = read_reference(&reference, reference_embedding);
     let what = format!("bias of shard {}", table.sql);
-    let sql = format!("SELECT {key_column}::bigint, {embedding}::real[] FROM {}", table.sql);
+    let sql = format!("SELECT {key_column}::bigint, {} FROM {}", embedding_expr(&table, embedding), table.sql);
     let rows = read_vectors::<i64>(&sql, &[], &what, Some(dim));
     let bias = compute(&rows.data, &ref_data, dim, family, &what);
     rows.keys.into_iter().zip(bias).collect()

@@ -40,6 +40,10 @@ pub struct IndexDef {
     pub ann: Option<AnnDef>,
     /// Quoted name of its augmented pgvector column, if it has one (`nnn.set_augmented`).
     pub augmented: Option<String>,
+    /// Whether that column is a `vector` one (not `halfvec`), which holds each row's embedding
+    /// and bias exactly as `real`: then rows are read from it, in the row and in place, rather
+    /// than from the embedding (which the wide row pushes out of line) and the bias.
+    pub read_augmented: bool,
     /// The index's own bias weight (`nnn.set_alpha`, `nnn.tune`), if it has one.
     pub stored_alpha: Option<f32>,
 }
@@ -98,7 +102,11 @@ pub fn lookup(name: Option<&str>) -> IndexDef {
                     a.factory, a.snapshot::text, a.build_xid::text, format('%s|%s|%s', c.oid, c.relfilenode, a.xmin),
                     pg_catalog.to_jsonb(i) ->> 'augmented_column', (pg_catalog.to_jsonb(i) ->> 'alpha')::real,
                     coalesce(pg_catalog.to_jsonb(i) ->> 'family', 'nnn'), (pg_catalog.to_jsonb(i) ->> 'beta')::real,
-                    EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus')
+                    EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus'),
+                    EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+                                 JOIN pg_catalog.pg_proc p ON p.oid = t.typinput
+                            WHERE a.attrelid = c.oid AND a.attname = pg_catalog.to_jsonb(i) ->> 'augmented_column'
+                              AND a.attnum > 0 AND NOT a.attisdropped AND p.proname = 'vector_in')
              FROM nnn.indexes i LEFT JOIN pg_catalog.pg_class c ON c.oid = i.candidates
                   LEFT JOIN nnn.ann a ON a.index_name = i.name
              WHERE $1::text IS NULL OR i.name = $1 ORDER BY i.name LIMIT 2",
@@ -132,6 +140,7 @@ pub fn lookup(name: Option<&str>) -> IndexDef {
                     key: text(18),
                 }),
                 augmented: maybe(19).map(quote_identifier),
+                read_augmented: flag(24),
                 stored_alpha: spi_or_raise(row.get::<f32>(20), "reading nnn.indexes"),
                 family: family(&text(21), k, spi_or_raise(row.get::<f32>(22), "reading nnn.indexes")),
             });

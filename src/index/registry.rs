@@ -108,6 +108,7 @@ pub fn create(new: NewIndex) -> BuildReport {
         now: Situation::none(),
         ann: None,
         augmented: None,
+        read_augmented: false,
         stored_alpha: None,
     };
     // the family's columns only when it is not NNN: a 0.1.0 catalog (before ALTER

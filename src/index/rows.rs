@@ -3,35 +3,40 @@
 
 use super::definition::IndexDef;
 use crate::postgres::errors::or_raise;
-use crate::postgres::read::{read_vectors, Rows};
+use crate::postgres::read::{read_augmented, read_vectors, Rows};
 use nnn_engine::{Candidates, Matrix};
 use pgrx::datum::DatumWithOid;
 
-/// The candidate rows' query: id, embedding and bias cast to bigint, real[] and real (whatever
-/// the columns' types are now, e.g. after an ALTER TABLE); `filter` is an optional WHERE.
-pub fn select_rows(def: &IndexDef, filter: &str) -> String {
-    format!(
-        "SELECT {id}::bigint, {e}::real[], {b}::real FROM {t} {filter}",
-        id = def.id_column,
-        e = def.embedding,
-        b = def.bias_column,
-        t = def.candidates.sql
-    )
+/// Reads candidate rows of `def` (those `filter`, an optional WHERE, keeps): their ids, and
+/// their embeddings and biases cast to real[] and real (whatever the columns' types are now,
+/// e.g. after an ALTER TABLE) or, where the index has a `vector` augmented column
+/// ([`IndexDef::read_augmented`]), from that column, which holds both.
+fn read(def: &IndexDef, filter: &str, args: &[DatumWithOid], what: &str, dim: Option<usize>) -> Rows<i64> {
+    let (id, t) = (&def.id_column, &def.candidates.sql);
+    match def.augmented.as_ref().filter(|_| def.read_augmented) {
+        Some(augmented) => {
+            read_augmented(&format!("SELECT {id}::bigint, {augmented} FROM {t} {filter}"), args, what, dim)
+        }
+        None => {
+            let (e, b) = (&def.embedding, &def.bias_column);
+            read_vectors(&format!("SELECT {id}::bigint, {e}::real[], {b}::real FROM {t} {filter}"), args, what, dim)
+        }
+    }
 }
 
 /// Every row of index `def` (with an embedding and a bias) as the caller sees it now.
 pub fn read_all(def: &IndexDef, what: &str) -> Rows<i64> {
-    read_vectors::<i64>(&select_rows(def, ""), &[], what, None)
+    read(def, "", &[], what, None)
 }
 
 /// The rows of `ids` as the caller sees them now (those still visible and complete), of
 /// dimension `dim` when it is known.
 pub fn read_some(def: &IndexDef, ids: Vec<i64>, dim: Option<usize>, what: &str) -> Rows<i64> {
     let filter = format!("WHERE {} = ANY($1)", def.id_column);
-    read_vectors::<i64>(&select_rows(def, &filter), &[DatumWithOid::from(ids)], what, dim)
+    read(def, &filter, &[DatumWithOid::from(ids)], what, dim)
 }
 
-/// Checked candidates from rows read by [`select_rows`].
+/// Checked candidates from rows read here.
 pub fn candidates(data: Vec<f32>, bias: Vec<f32>, dim: usize, what: &str) -> Candidates<'static> {
     let vectors = or_raise(Matrix::from_vec(data, dim, "candidates"), what);
     or_raise(Candidates::new(vectors, Some(bias)), what)

@@ -27,9 +27,21 @@ pub struct Rows<K> {
     pub skipped: u64,
 }
 
-/// Runs `sql`, whose columns are `(key, embedding::real[] [, extra real])`, and collects the
+/// Runs `sql`, whose columns are `(key, embedding [, extra real])`, the embedding a `real[]`
+/// or pgvector's `vector` (read in place: see `relation::embedding_expr`), and collects the
 /// rows. `what` names the set in errors; `dim` is the expected dimension, if known.
 pub fn read_vectors<K: FromDatum>(sql: &str, args: &[DatumWithOid], what: &str, dim: Option<usize>) -> Rows<K> {
+    read(sql, args, what, dim, false)
+}
+
+/// [`read_vectors`] for `sql` whose columns are `(key, augmented vector)`: the last value of
+/// each vector is the row's extra value (its bias), the others its embedding (`dim` of them).
+pub fn read_augmented<K: FromDatum>(sql: &str, args: &[DatumWithOid], what: &str, dim: Option<usize>) -> Rows<K> {
+    read(sql, args, what, dim, true)
+}
+
+/// Reads as [`read_vectors`] or, with `split_last`, as [`read_augmented`].
+fn read<K: FromDatum>(sql: &str, args: &[DatumWithOid], what: &str, dim: Option<usize>, split_last: bool) -> Rows<K> {
     let mut out = Rows { keys: Vec::new(), data: Vec::new(), extra: Vec::new(), dim: dim.unwrap_or(0), skipped: 0 };
     Spi::connect(|client| {
         let mut cursor = spi_or_raise(client.try_open_cursor(sql, args), "reading embeddings");
@@ -45,7 +57,7 @@ pub fn read_vectors<K: FromDatum>(sql: &str, args: &[DatumWithOid], what: &str, 
             // SAFETY: the block's rows are in SPI_tuptable; the context only holds detoasted
             // copies made while reading them, and the tuple table is not used afterwards.
             unsafe {
-                cx.switch_to(|_| read_block(&mut out, n, what));
+                cx.switch_to(|_| read_block(&mut out, n, what, split_last));
                 cx.reset();
                 pg_sys::SPI_freetuptable(pg_sys::SPI_tuptable);
             }
@@ -67,16 +79,18 @@ pub fn check_memory(bytes: usize, what: &str) {
     }
 }
 
-/// Appends the `n` rows of `SPI_tuptable` to `out`.
+/// Appends the `n` rows of `SPI_tuptable` to `out`; with `split_last`, each vector's last
+/// value is the row's extra value.
 ///
 /// # Safety
 /// `SPI_tuptable` must hold the `n` rows just fetched, with the column layout documented above.
-unsafe fn read_block<K: FromDatum>(out: &mut Rows<K>, n: usize, what: &str) {
+unsafe fn read_block<K: FromDatum>(out: &mut Rows<K>, n: usize, what: &str, split_last: bool) {
     // SAFETY: SPI_tuptable holds the `n` rows just fetched with the documented columns (see # Safety); the datums read are detoasted before use.
     unsafe {
         let tt = pg_sys::SPI_tuptable;
         let desc = (*tt).tupdesc;
         let natts = (*desc).natts;
+        let pgvector = is_pgvector(pg_sys::SPI_gettypeid(desc, 2));
         for i in 0..n {
             let tup = *(*tt).vals.add(i);
             let mut null = false;
@@ -100,19 +114,27 @@ unsafe fn read_block<K: FromDatum>(out: &mut Rows<K>, n: usize, what: &str) {
             } else {
                 None
             };
-            let arr = pg_sys::pg_detoast_datum(vec_datum.cast_mut_ptr()) as *mut pg_sys::ArrayType;
-            let mut raw = RawArray::from_ptr(NonNull::new_unchecked(arr));
-            if raw.any_nulls() {
-                fail(
-                    ERRCODE_NULL_VALUE_NOT_ALLOWED,
-                    format!(
-                        "{what}: row {} has an embedding with a NULL component",
-                        out.keys.len() + out.skipped as usize + 1
-                    ),
-                    "Embeddings must not contain NULL elements; fix or remove the row.",
-                );
-            }
-            let values: &[f32] = raw.data::<f32>().as_ref();
+            let detoasted = pg_sys::pg_detoast_datum(vec_datum.cast_mut_ptr());
+            let values: &[f32] = if pgvector {
+                pgvector_values(detoasted, what)
+            } else {
+                let mut raw = RawArray::from_ptr(NonNull::new_unchecked(detoasted.cast::<pg_sys::ArrayType>()));
+                if raw.any_nulls() {
+                    fail(
+                        ERRCODE_NULL_VALUE_NOT_ALLOWED,
+                        format!(
+                            "{what}: row {} has an embedding with a NULL component",
+                            out.keys.len() + out.skipped as usize + 1
+                        ),
+                        "Embeddings must not contain NULL elements; fix or remove the row.",
+                    );
+                }
+                raw.data::<f32>().as_ref()
+            };
+            let (values, extra) = match (split_last, values.split_last()) {
+                (true, Some((bias, embedding))) => (embedding, Some(*bias)),
+                _ => (values, extra),
+            };
             if out.dim == 0 {
                 out.dim = values.len();
             }
@@ -123,7 +145,7 @@ unsafe fn read_block<K: FromDatum>(out: &mut Rows<K>, n: usize, what: &str) {
                     "All embeddings of a table, its reference set and the queries must have the same dimension.",
                 );
             }
-            if values.iter().any(|v| !v.is_finite()) {
+            if !values.iter().fold(true, |ok, v| ok & v.is_finite()) {
                 fail(
                     ERRCODE_DATA_EXCEPTION,
                     format!("{what}: an embedding contains NaN or Infinity"),
@@ -136,5 +158,41 @@ unsafe fn read_block<K: FromDatum>(out: &mut Rows<K>, n: usize, what: &str) {
                 out.extra.push(e);
             }
         }
+    }
+}
+
+/// Whether `typid` is pgvector's `vector` (its input function is `vector_in`); any other
+/// embedding comes cast to `real[]`.
+fn is_pgvector(typid: pg_sys::Oid) -> bool {
+    if typid == pg_sys::FLOAT4ARRAYOID {
+        return false;
+    }
+    let (mut input, mut param) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
+    // SAFETY: catalog lookups of a type this query returns, on the session's main thread.
+    unsafe {
+        pg_sys::getTypeInputInfo(typid, &mut input, &mut param);
+        let name = pg_sys::get_func_name(input);
+        !name.is_null() && std::ffi::CStr::from_ptr(name) == c"vector_in"
+    }
+}
+
+/// The values of a detoasted pgvector `vector` (a varlena: 4-byte length, int16 dimension,
+/// int16 unused, then the float4 values), checked against its length.
+///
+/// # Safety
+/// `datum` must point to a detoasted `vector` value that lives as long as the result is used.
+unsafe fn pgvector_values<'a>(datum: *mut pg_sys::varlena, what: &str) -> &'a [f32] {
+    // SAFETY: a detoasted varlena with a 4-byte header (see # Safety).
+    unsafe {
+        let size = pgrx::varlena::varsize_any(datum);
+        let dim = datum.cast::<u8>().add(4).cast::<i16>().read_unaligned();
+        if dim < 0 || size != 8 + 4 * dim as usize {
+            fail(
+                ERRCODE_DATA_CORRUPTED,
+                format!("{what}: a vector value of {size} bytes does not hold its {dim} dimensions"),
+                "This is not pgvector's vector layout: cast the column to real[].",
+            );
+        }
+        std::slice::from_raw_parts(datum.cast::<u8>().add(8).cast::<f32>(), dim as usize)
     }
 }

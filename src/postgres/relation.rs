@@ -65,6 +65,27 @@ fn column_type(table: &Table, column: &str) -> Option<(String, bool, bool)> {
     )
 }
 
+/// How to select the embedding column `quoted` (a quoted name) of `table` for
+/// [`super::read::read_vectors`]: as it is when it is `real[]` or pgvector's `vector` (read in
+/// place, without a cast that would build a new array per row), else cast to `real[]`.
+pub fn embedding_expr(table: &Table, quoted: &str) -> String {
+    let as_is = select_first(
+        "SELECT a.atttypid = 'real[]'::regtype OR p.proname = 'vector_in'
+         FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+              JOIN pg_catalog.pg_proc p ON p.oid = t.typinput
+         WHERE a.attrelid = $1 AND pg_catalog.quote_ident(a.attname) = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+        &[DatumWithOid::from(table.oid), DatumWithOid::from(quoted)],
+        "looking up a column",
+        |t| t.get::<bool>(1),
+    )
+    .flatten();
+    if as_is == Some(true) {
+        quoted.to_string()
+    } else {
+        format!("{quoted}::real[]")
+    }
+}
+
 fn missing_column(table: &Table, column: &str) -> ! {
     fail(
         ERRCODE_UNDEFINED_COLUMN,

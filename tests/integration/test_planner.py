@@ -226,3 +226,32 @@ def test_vector_and_halfvec_embedding_columns_equal_real_arrays(connect, kind):
     conn.execute(f"INSERT INTO pt_{kind} SELECT 9000, emb FROM pt_{kind} WHERE id = 3")
     same = conn.execute(f"SELECT a.nnn_bias = b.nnn_bias FROM pt_{kind} a, pt_{kind} b WHERE a.id = 9000 AND b.id = 3").fetchone()
     assert same == (True,)
+
+
+def test_searches_read_a_vector_augmented_column_as_the_embedding_and_bias(connect):
+    """With a `vector` augmented column nnn_search reads rows from it (in the row, in place);
+    the answers equal, bit for bit, those read from the embedding and bias columns: without
+    the column, with a `halfvec` one (rounded, so not read), and after the column was dropped
+    behind nnn's back; cached and uncached alike."""
+    conn = connect()
+    conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    load_wordnet_small(conn, "pr_img", "pr_ref")
+    conn.execute("SELECT nnn.create_index('pr', 'pr_img', 'id', 'emb', 'pr_ref', 'emb')")
+    queries = read_f16("queries.f16")[:40]
+    sql = "SELECT id, score FROM nnn_search('pr', %s::real[], 10)"
+
+    def answers():
+        out = []
+        for cache_mb in (0, 1024):  # read every row each call, then from the session's cache
+            conn.execute(f"SET nnn.cache_mb = {cache_mb}")
+            out.append([conn.execute(sql, (q.tolist(),)).fetchall() for q in queries])
+        conn.execute("RESET nnn.cache_mb")
+        return out
+
+    plain = answers()
+    for kind in ("vector", "halfvec"):
+        conn.execute("SELECT nnn.set_augmented('pr', %s)", (kind,))
+        assert answers() == plain, kind
+    conn.execute("SELECT nnn.set_augmented('pr', 'vector')")
+    conn.execute("ALTER TABLE pr_img DROP COLUMN nnn_augmented")
+    assert answers() == plain
