@@ -36,7 +36,8 @@ test: setup test-engine test-pgrx install test-db test-citus
 	@echo "make test: all test levels passed"
 
 ## 1. the engine, without PostgreSQL; its stand-ins for a build without Faiss and CUDA; the AVX2
-## kernel tests where the CPU has AVX2; NVRTC (from the venv) compiles the CUDA kernel
+## kernel tests where the CPU has AVX2, the AVX-VNNI one where it has that; NVRTC (from the
+## venv) compiles the CUDA kernel
 NVRTC_LIB = $(wildcard $(NNN_VENV)/lib/python3*/site-packages/nvidia/cuda_nvrtc/lib)
 test-engine:
 	cargo test -p nnn-engine --release $(FEATURE_FLAGS)
@@ -45,6 +46,11 @@ ifneq ($(shell grep -m1 -ow avx2 /proc/cpuinfo 2>/dev/null),)
 	cargo test -p nnn-engine --release $(FEATURE_FLAGS) --lib -- --ignored avx2
 else
 	@echo "test-engine: this CPU has no AVX2: the avx2_* tests stay ignored (not run, not passed)"
+endif
+ifneq ($(shell grep -m1 -ow avx_vnni /proc/cpuinfo 2>/dev/null),)
+	cargo test -p nnn-engine --release $(FEATURE_FLAGS) --lib -- --ignored vnni
+else
+	@echo "test-engine: this CPU has no AVX-VNNI: the vnni_* test stays ignored (not run, not passed)"
 endif
 ifneq ($(findstring cuda,$(FEATURES)),)
 	LD_LIBRARY_PATH=$(NVRTC_LIB) cargo test -p nnn-engine --release $(FEATURE_FLAGS) --test cuda -- --ignored nvrtc

@@ -3,7 +3,7 @@
 //! shortlist ([`super::quantize`], [`super::rescore`]); otherwise cache-sized GEMM tiles (the
 //! `gemm` crate) are fused with per-row top-k selection.
 
-use super::kernel::{self, KERNELS, MR, NR};
+use super::kernel::{self, MR, NR};
 use super::quantize::{self, Quantized};
 use super::rescore::{exact_score, rescore};
 use super::{Backend, Prepared, TopKRequest};
@@ -192,6 +192,7 @@ fn scan_task_packed(
     // (from memory: all of `b` is far bigger than the caches) are not waited for.
     let share = (NR * 2 * qb.pairs).div_ceil(a_panels).next_multiple_of(32);
     let mut out = [0f32; MR * NR];
+    let kernels = kernel::kernels();
     for u0 in cols.clone().step_by(COL_UNIT_PACKED) {
         if progress.cancelled() {
             return Err(EngineError::Cancelled);
@@ -212,7 +213,7 @@ fn scan_task_packed(
                 let ap = qa.panel(first_panel + panel);
                 // SAFETY: the caller checked `kernel::available()`; the panels hold MR and NR rows.
                 let mut hits = unsafe {
-                    KERNELS[rows_here - 1](
+                    kernels[rows_here - 1](
                         qb.pairs,
                         ap,
                         bp,

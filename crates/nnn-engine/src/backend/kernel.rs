@@ -23,10 +23,43 @@ pub fn available() -> bool {
     }
 }
 
-/// The micro-kernel for the first `R` rows of a panel, by `R − 1`: a panel with fewer live
+/// Whether this CPU has AVX-VNNI, with which the micro-kernel fuses each pair product into its
+/// sum (`vpdpwssd`): the same exact integer sums, half the instructions.
+pub fn has_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        available() && is_x86_feature_detected!("avxvnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The micro-kernels for the first `R` rows of a panel, by `R − 1`: a panel with fewer live
 /// rows (a single query, the last panel of a batch) does only their work.
-pub const KERNELS: [Kernel; MR] =
+pub static KERNELS: [Kernel; MR] =
     [micro_kernel::<1>, micro_kernel::<2>, micro_kernel::<3>, micro_kernel::<4>, micro_kernel::<5>, micro_kernel::<6>];
+
+/// [`KERNELS`] with AVX-VNNI ([`has_vnni`]).
+#[cfg(target_arch = "x86_64")]
+pub static KERNELS_VNNI: [Kernel; MR] = [
+    micro_kernel_vnni::<1>,
+    micro_kernel_vnni::<2>,
+    micro_kernel_vnni::<3>,
+    micro_kernel_vnni::<4>,
+    micro_kernel_vnni::<5>,
+    micro_kernel_vnni::<6>,
+];
+
+/// The micro-kernels this CPU runs best; every table gives the same results bit for bit.
+pub fn kernels() -> &'static [Kernel; MR] {
+    #[cfg(target_arch = "x86_64")]
+    if has_vnni() {
+        return &KERNELS_VNNI;
+    }
+    &KERNELS
+}
 
 /// The signature of [`micro_kernel`].
 pub type Kernel = unsafe fn(
@@ -39,75 +72,105 @@ pub type Kernel = unsafe fn(
     &[i16],
 ) -> u128;
 
-/// For the first `R ≤ MR` rows of one packed `a` panel and one packed `b` panel (NR rows) of
-/// 16-bit rows ([`super::quantize::Quantized`], `pairs` pairs of dimensions each), the integer
-/// products `S[r][c]`, exact in `i32`, and the estimates
-/// `out[r*NR + c] = S·(a_inv[r]·b_inv[c]) − off[c]`. Returns bit `r*NR + c` set where the
-/// estimate is above `floor[r]`, so the caller looks at those only (rarely, once floors
-/// settle). Rows from `R` on are neither computed nor flagged.
-///
-/// Meanwhile it asks the CPU to load `ahead` into cache, one 64-byte line per two pairs (the
-/// caller passes a share of the `b` panel it will need next, so that panel is not waited for).
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA ([`available`]); `a` must hold `MR*2*pairs` and `b`
-/// `NR*2*pairs` values.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn micro_kernel<const R: usize>(
-    pairs: usize,
-    a: &[i16],
-    b: &[i16],
-    (a_inv, floor): (&[f32; MR], &[f32; MR]),
-    (b_inv, off): (&[f32; NR], &[f32; NR]),
-    out: &mut [f32; MR * NR],
-    ahead: &[i16],
-) -> u128 {
-    // SAFETY: the caller guarantees AVX2 and FMA and the panel lengths (see # Safety).
-    unsafe {
-        use std::arch::x86_64::*;
-        debug_assert!(R <= MR && a.len() >= MR * 2 * pairs && b.len() >= NR * 2 * pairs);
-        let (a, b) = (a.as_ptr(), b.as_ptr());
-        let mut c = [[_mm256_setzero_si256(); 2]; R];
-        let step = |c: &mut [[__m256i; 2]; R], p: usize| {
-            let b0 = _mm256_loadu_si256(b.add(p * 2 * NR).cast());
-            let b1 = _mm256_loadu_si256(b.add(p * 2 * NR + 16).cast());
-            for (r, acc) in c.iter_mut().enumerate() {
-                let av = _mm256_set1_epi32(a.add((p * MR + r) * 2).cast::<i32>().read_unaligned());
-                acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(av, b0));
-                acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(av, b1));
+/// Defines a micro-kernel compiled with CPU `$features`; `$vnni` fuses each pair product into
+/// its sum with AVX-VNNI's `vpdpwssd` (the same exact integer sums as `vpmaddwd` + `vpaddd`).
+macro_rules! micro_kernel {
+    ($(#[$meta:meta])* $name:ident, $features:literal, $vnni:literal) => {
+        $(#[$meta])*
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        pub unsafe fn $name<const R: usize>(
+            pairs: usize,
+            a: &[i16],
+            b: &[i16],
+            (a_inv, floor): (&[f32; MR], &[f32; MR]),
+            (b_inv, off): (&[f32; NR], &[f32; NR]),
+            out: &mut [f32; MR * NR],
+            ahead: &[i16],
+        ) -> u128 {
+            // SAFETY: the caller guarantees the CPU features and the panel lengths (# Safety).
+            unsafe {
+                use std::arch::x86_64::*;
+                debug_assert!(R <= MR && a.len() >= MR * 2 * pairs && b.len() >= NR * 2 * pairs);
+                let (a, b) = (a.as_ptr(), b.as_ptr());
+                let mut c = [[_mm256_setzero_si256(); 2]; R];
+                let step = |c: &mut [[__m256i; 2]; R], p: usize| {
+                    let b0 = _mm256_loadu_si256(b.add(p * 2 * NR).cast());
+                    let b1 = _mm256_loadu_si256(b.add(p * 2 * NR + 16).cast());
+                    for (r, acc) in c.iter_mut().enumerate() {
+                        let av = _mm256_set1_epi32(a.add((p * MR + r) * 2).cast::<i32>().read_unaligned());
+                        if $vnni {
+                            // one instruction for the pair products and their sum into the accumulator
+                            acc[0] = _mm256_dpwssd_avx_epi32(acc[0], av, b0);
+                            acc[1] = _mm256_dpwssd_avx_epi32(acc[1], av, b1);
+                        } else {
+                            acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(av, b0));
+                            acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(av, b1));
+                        }
+                    }
+                };
+                // Two pairs per loop turn, one prefetch each.
+                let mut p = 0;
+                while p + 2 <= pairs {
+                    if 16 * p < ahead.len() {
+                        _mm_prefetch::<_MM_HINT_T0>(ahead.as_ptr().add(16 * p).cast());
+                    }
+                    step(&mut c, p);
+                    step(&mut c, p + 1);
+                    p += 2;
+                }
+                if p < pairs {
+                    step(&mut c, p);
+                }
+                let (i0, i1) = (_mm256_loadu_ps(b_inv.as_ptr()), _mm256_loadu_ps(b_inv.as_ptr().add(8)));
+                let (o0, o1) = (_mm256_loadu_ps(off.as_ptr()), _mm256_loadu_ps(off.as_ptr().add(8)));
+                let mut hits = 0u128;
+                for (r, acc) in c.iter().enumerate() {
+                    let ar = _mm256_set1_ps(a_inv[r]);
+                    let v0 = _mm256_fmsub_ps(_mm256_cvtepi32_ps(acc[0]), _mm256_mul_ps(ar, i0), o0);
+                    let v1 = _mm256_fmsub_ps(_mm256_cvtepi32_ps(acc[1]), _mm256_mul_ps(ar, i1), o1);
+                    _mm256_storeu_ps(out.as_mut_ptr().add(r * NR), v0);
+                    _mm256_storeu_ps(out.as_mut_ptr().add(r * NR + 8), v1);
+                    let t = _mm256_set1_ps(floor[r]);
+                    let low = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v0, t)) as u128;
+                    let high = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v1, t)) as u128;
+                    hits |= (low | high << 8) << (r * NR);
+                }
+                hits
             }
-        };
-        // Two pairs per loop turn, one prefetch each.
-        let mut p = 0;
-        while p + 2 <= pairs {
-            if 16 * p < ahead.len() {
-                _mm_prefetch::<_MM_HINT_T0>(ahead.as_ptr().add(16 * p).cast());
-            }
-            step(&mut c, p);
-            step(&mut c, p + 1);
-            p += 2;
         }
-        if p < pairs {
-            step(&mut c, p);
-        }
-        let (i0, i1) = (_mm256_loadu_ps(b_inv.as_ptr()), _mm256_loadu_ps(b_inv.as_ptr().add(8)));
-        let (o0, o1) = (_mm256_loadu_ps(off.as_ptr()), _mm256_loadu_ps(off.as_ptr().add(8)));
-        let mut hits = 0u128;
-        for (r, acc) in c.iter().enumerate() {
-            let ar = _mm256_set1_ps(a_inv[r]);
-            let v0 = _mm256_fmsub_ps(_mm256_cvtepi32_ps(acc[0]), _mm256_mul_ps(ar, i0), o0);
-            let v1 = _mm256_fmsub_ps(_mm256_cvtepi32_ps(acc[1]), _mm256_mul_ps(ar, i1), o1);
-            _mm256_storeu_ps(out.as_mut_ptr().add(r * NR), v0);
-            _mm256_storeu_ps(out.as_mut_ptr().add(r * NR + 8), v1);
-            let t = _mm256_set1_ps(floor[r]);
-            let low = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v0, t)) as u128;
-            let high = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v1, t)) as u128;
-            hits |= (low | high << 8) << (r * NR);
-        }
-        hits
-    }
+    };
 }
+
+micro_kernel!(
+    /// For the first `R ≤ MR` rows of one packed `a` panel and one packed `b` panel (NR rows) of
+    /// 16-bit rows ([`super::quantize::Quantized`], `pairs` pairs of dimensions each), the integer
+    /// products `S[r][c]`, exact in `i32`, and the estimates
+    /// `out[r*NR + c] = S·(a_inv[r]·b_inv[c]) − off[c]`. Returns bit `r*NR + c` set where the
+    /// estimate is above `floor[r]`, so the caller looks at those only (rarely, once floors
+    /// settle). Rows from `R` on are neither computed nor flagged.
+    ///
+    /// Meanwhile it asks the CPU to load `ahead` into cache, one 64-byte line per two pairs (the
+    /// caller passes a share of the `b` panel it will need next, so that panel is not waited for).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA ([`available`]); `a` must hold `MR*2*pairs` and `b`
+    /// `NR*2*pairs` values.
+    micro_kernel,
+    "avx2,fma",
+    false
+);
+
+micro_kernel!(
+    /// [`micro_kernel`] with AVX-VNNI's fused pair products: the same integer sums, so the
+    /// same results bit for bit.
+    ///
+    /// # Safety
+    /// As [`micro_kernel`], and the CPU must support AVX-VNNI ([`has_vnni`]).
+    micro_kernel_vnni,
+    "avx2,fma,avxvnni",
+    true
+);
 
 /// Portable stand-in with the same contract, for targets without the kernel (never called
 /// there: [`available`] is false).
@@ -199,6 +262,53 @@ pub unsafe fn dot(x: &[f32], y: &[f32]) -> f32 {
 mod tests {
     use super::super::quantize::Quantized;
     use super::*;
+
+    #[test]
+    #[ignore = "needs AVX-VNNI: make test runs it (--ignored vnni) where the CPU has it"]
+    fn vnni_kernels_give_the_avx2_kernels_results_bit_for_bit() {
+        assert!(has_vnni(), "this CPU has no AVX-VNNI");
+        assert!(std::ptr::eq(kernels(), &KERNELS_VNNI), "the VNNI kernels are the ones used");
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut values = |n: usize, scale: f32| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    scale * ((state >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
+                })
+                .collect()
+        };
+        // odd and even dimensions (a half-filled last pair), tiny and huge rows, ties
+        for (d, scale) in [(1, 1.0), (37, 1.0), (384, 1e-3), (385, 1e4), (64, 1.0)] {
+            let (a, mut b) = (values(MR * d, scale), values(NR * d, scale));
+            b[..d].copy_from_slice(&a[..d]); // a row of b equal to a row of a: the largest sums
+            let (qa, qb) = (Quantized::new(&a, d, MR).unwrap(), Quantized::new(&b, d, NR).unwrap());
+            let a_inv: &[f32; MR] = qa.inv[..MR].try_into().unwrap();
+            let b_inv: &[f32; NR] = qb.inv[..NR].try_into().unwrap();
+            let off: [f32; NR] = std::array::from_fn(|c| c as f32 * 0.01);
+            let floor: [f32; MR] = std::array::from_fn(|r| r as f32 * 0.1 - 0.2);
+            for live in 1..=MR {
+                let run = |table: &[Kernel; MR]| {
+                    let mut out = [0f32; MR * NR];
+                    // SAFETY: AVX2 and AVX-VNNI asserted above; the panels hold MR and NR rows.
+                    let hits = unsafe {
+                        table[live - 1](
+                            qa.pairs,
+                            qa.panel(0),
+                            qb.panel(0),
+                            (a_inv, &floor),
+                            (b_inv, &off),
+                            &mut out,
+                            qb.panel(0),
+                        )
+                    };
+                    (hits, out.map(f32::to_bits))
+                };
+                assert_eq!(run(&KERNELS_VNNI), run(&KERNELS), "d = {d}, scale {scale}, {live} live rows");
+            }
+        }
+    }
 
     #[test]
     #[ignore = "needs AVX2: make test runs it (--ignored avx2) where the CPU has it"]
