@@ -263,9 +263,25 @@ mod tests {
     use super::super::quantize::Quantized;
     use super::*;
 
+    /// The kernel of `table` for `live` rows on the first panels of `qa` and `qb`.
+    ///
+    /// # Safety
+    /// The CPU must have the table's features; both sets hold at least one whole panel.
+    unsafe fn call(
+        table: &[Kernel; MR],
+        live: usize,
+        (qa, qb): (&Quantized, &Quantized),
+        row: (&[f32; MR], &[f32; MR]),
+        col: (&[f32; NR], &[f32; NR]),
+        out: &mut [f32; MR * NR],
+    ) -> u128 {
+        // SAFETY: as this function's contract; the panels hold MR and NR rows of `pairs`.
+        unsafe { table[live - 1](qa.pairs, qa.panel(0), qb.panel(0), row, col, out, qb.panel(0)) }
+    }
+
     #[test]
     #[ignore = "needs AVX-VNNI: make test runs it (--ignored vnni) where the CPU has it"]
-    fn vnni_kernels_give_the_avx2_kernels_results_bit_for_bit() {
+    fn vnni_kernels_give_the_plain_kernels_results_bit_for_bit() {
         assert!(has_vnni(), "this CPU has no AVX-VNNI");
         assert!(std::ptr::eq(kernels(), &KERNELS_VNNI), "the VNNI kernels are the ones used");
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;
@@ -291,18 +307,8 @@ mod tests {
             for live in 1..=MR {
                 let run = |table: &[Kernel; MR]| {
                     let mut out = [0f32; MR * NR];
-                    // SAFETY: AVX2 and AVX-VNNI asserted above; the panels hold MR and NR rows.
-                    let hits = unsafe {
-                        table[live - 1](
-                            qa.pairs,
-                            qa.panel(0),
-                            qb.panel(0),
-                            (a_inv, &floor),
-                            (b_inv, &off),
-                            &mut out,
-                            qb.panel(0),
-                        )
-                    };
+                    // SAFETY: AVX2 and AVX-VNNI asserted above.
+                    let hits = unsafe { call(table, live, (&qa, &qb), (a_inv, &floor), (b_inv, &off), &mut out) };
                     (hits, out.map(f32::to_bits))
                 };
                 assert_eq!(run(&KERNELS_VNNI), run(&KERNELS), "d = {d}, scale {scale}, {live} live rows");
@@ -326,18 +332,8 @@ mod tests {
             |q: &Quantized, width: usize, r: usize, i: usize| i32::from(q.panel(0)[(i / 2 * width + r) * 2 + i % 2]);
         for live in 1..=MR {
             let mut out = [12345f32; MR * NR];
-            // SAFETY: AVX2 asserted at the test's start; the panels hold MR and NR rows of `pairs`.
-            let hits = unsafe {
-                KERNELS[live - 1](
-                    qa.pairs,
-                    qa.panel(0),
-                    qb.panel(0),
-                    (a_inv, &floor),
-                    (b_inv, &off),
-                    &mut out,
-                    qb.panel(0),
-                )
-            };
+            // SAFETY: AVX2 asserted at the test's start.
+            let hits = unsafe { call(&KERNELS, live, (&qa, &qb), (a_inv, &floor), (b_inv, &off), &mut out) };
             for r in 0..MR {
                 for c in 0..NR {
                     let hit = hits >> (r * NR + c) & 1 == 1;
