@@ -1,6 +1,7 @@
 //! Reading embeddings out of tables with SPI, in blocks, under the caller's snapshot and
 //! privileges (row-level security included), into one contiguous `f32` buffer.
 
+use super::args::all_finite;
 use super::errors::{cancel_requested, fail, spi_or_raise};
 use crate::guc;
 use pgrx::array::RawArray;
@@ -145,7 +146,7 @@ unsafe fn read_block<K: FromDatum>(out: &mut Rows<K>, n: usize, what: &str, spli
                     "All embeddings of a table, its reference set and the queries must have the same dimension.",
                 );
             }
-            if !values.iter().fold(true, |ok, v| ok & v.is_finite()) {
+            if !all_finite(values) {
                 fail(
                     ERRCODE_DATA_EXCEPTION,
                     format!("{what}: an embedding contains NaN or Infinity"),
