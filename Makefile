@@ -52,6 +52,11 @@ ifneq ($(shell grep -m1 -ow avx_vnni /proc/cpuinfo 2>/dev/null),)
 else
 	@echo "test-engine: this CPU has no AVX-VNNI: the vnni_* test stays ignored (not run, not passed)"
 endif
+ifneq ($(and $(shell grep -m1 -ow avx512_vnni /proc/cpuinfo 2>/dev/null),$(shell grep -m1 -ow avx512bw /proc/cpuinfo 2>/dev/null)),)
+	cargo test -p nnn-engine --release $(FEATURE_FLAGS) --lib -- --ignored zmm
+else
+	@echo "test-engine: this CPU has no AVX-512 VNNI: the zmm_* test stays ignored (not run, not passed)"
+endif
 ifneq ($(findstring cuda,$(FEATURES)),)
 	LD_LIBRARY_PATH=$(NVRTC_LIB) cargo test -p nnn-engine --release $(FEATURE_FLAGS) --test cuda -- --ignored nvrtc
 endif
