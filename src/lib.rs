@@ -22,10 +22,13 @@ pgrx::extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
 /// error reports: with RUST_BACKTRACE set in the server's environment, pgrx would append one
 /// to the DETAIL of every error raised through SPI, and users must see PostgreSQL's message,
 /// SQLSTATE and hint, never a Rust stack. (`_PG_init` runs before nnn starts any thread.)
+/// Also stops the threads OpenBLAS (linked by Faiss) started when the library loaded, which
+/// would otherwise spin on the session's CPUs for about 0.1 s.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     std::env::set_var("RUST_LIB_BACKTRACE", "0");
     guc::init();
+    nnn_engine::faiss::stop_idle_blas_threads();
 }
 
 /// Hooks for `cargo pgrx test`.

@@ -1,6 +1,7 @@
 """nnn.backend: auto, cpu, cuda and faiss compute the same biases; without a GPU, 'cuda' is a
 clear error and 'auto' runs on the CPU (with one, 'cuda' must equal the CPU)."""
 import ctypes.util
+import os
 
 import psycopg
 import pytest
@@ -48,3 +49,13 @@ def test_tf32_is_an_opt_in_that_never_reaches_cpu_work(tables):
     tables.execute("SELECT nnn.build_bias('be_img', 'emb', 'be_ref', 'emb', 'tf32_bias', k => 8)")
     differ = tables.execute("SELECT count(*) FROM be_img WHERE tf32_bias IS DISTINCT FROM cpu_bias").fetchone()[0]
     assert differ == 0
+
+
+def test_loading_nnn_leaves_the_session_without_extra_threads(connect):
+    """OpenBLAS (linked by Faiss) starts threads as it loads, which would spin for about 0.1 s
+    of CPU beside the session's first search or build; nnn stops them when it loads. (The
+    server runs on this machine: its backend's threads are in /proc.)"""
+    c = connect()
+    pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+    c.execute("LOAD 'nnn'")
+    assert len(os.listdir(f"/proc/{pid}/task")) == 1

@@ -50,6 +50,24 @@ pub struct AnnSearch<'a> {
     pub params: AnnParams,
 }
 
+/// Stops the BLAS library's worker threads where it is OpenBLAS (Faiss links the system BLAS).
+/// OpenBLAS starts one thread per extra core as soon as it is loaded, and each spins for about
+/// 0.1 s of CPU time (`sched_yield`) before it sleeps: in a database session that has just
+/// loaded nnn, that is CPU taken from its first search or bias build. OpenBLAS starts them
+/// again at its next multi-threaded call (as after a `fork`). Does nothing with any other BLAS,
+/// or none. Call it while no BLAS call runs (as when the library loads).
+pub fn stop_idle_blas_threads() {
+    // SAFETY: looks a symbol up by name and calls it only if found, with OpenBLAS's signature
+    // for it (no arguments, returns int); OpenBLAS's own fork handler calls the same function.
+    unsafe {
+        let f = libc::dlsym(libc::RTLD_DEFAULT, c"blas_thread_shutdown_".as_ptr());
+        if !f.is_null() {
+            let shutdown: unsafe extern "C" fn() -> std::os::raw::c_int = std::mem::transmute(f);
+            shutdown();
+        }
+    }
+}
+
 #[cfg(feature = "faiss")]
 use crate::error::EngineError;
 
