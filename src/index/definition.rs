@@ -7,7 +7,7 @@ use super::family::family;
 use crate::guc;
 use crate::postgres::citus;
 use crate::postgres::errors::{fail, spi_or_raise};
-use crate::postgres::relation::Table;
+use crate::postgres::relation::{column_has, Table, PGVECTOR, READ_IN_PLACE};
 use nnn_engine::evaluate::Family;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -44,6 +44,9 @@ pub struct IndexDef {
     /// and bias exactly as `real`: then rows are read from it, in the row and in place, rather
     /// than from the embedding (which the wide row pushes out of line) and the bias.
     pub read_augmented: bool,
+    /// Whether the embedding column is read in place (`real[]` or pgvector's `vector`), not
+    /// cast to `real[]` row by row.
+    pub embedding_in_place: bool,
     /// The index's own bias weight (`nnn.set_alpha`, `nnn.tune`), if it has one.
     pub stored_alpha: Option<f32>,
 }
@@ -91,8 +94,13 @@ pub struct AnnDef {
 pub fn lookup(name: Option<&str>) -> IndexDef {
     let mut citus_here = false;
     let mut found: Vec<IndexDef> = Spi::connect(|client| {
+        let augmented_is_vector =
+            column_has("a.attrelid = c.oid AND a.attname = pg_catalog.to_jsonb(i) ->> 'augmented_column'", PGVECTOR);
+        let embedding_in_place =
+            column_has("a.attrelid = c.oid AND a.attname = i.embedding_column::text", READ_IN_PLACE);
         let rows = client.select(
-            "SELECT i.name, i.candidates::oid, i.candidates::regclass::text, i.id_column::text,
+            &format!(
+                "SELECT i.name, i.candidates::oid, i.candidates::regclass::text, i.id_column::text,
                     i.embedding_column::text, i.reference::oid, i.reference::regclass::text,
                     i.reference_embedding::text, i.bias_column::text, i.k,
                     pg_catalog.pg_current_snapshot()::text,
@@ -103,13 +111,11 @@ pub fn lookup(name: Option<&str>) -> IndexDef {
                     pg_catalog.to_jsonb(i) ->> 'augmented_column', (pg_catalog.to_jsonb(i) ->> 'alpha')::real,
                     coalesce(pg_catalog.to_jsonb(i) ->> 'family', 'nnn'), (pg_catalog.to_jsonb(i) ->> 'beta')::real,
                     EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus'),
-                    EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-                                 JOIN pg_catalog.pg_proc p ON p.oid = t.typinput
-                            WHERE a.attrelid = c.oid AND a.attname = pg_catalog.to_jsonb(i) ->> 'augmented_column'
-                              AND a.attnum > 0 AND NOT a.attisdropped AND p.proname = 'vector_in')
+                    {augmented_is_vector}, {embedding_in_place}
              FROM nnn.indexes i LEFT JOIN pg_catalog.pg_class c ON c.oid = i.candidates
                   LEFT JOIN nnn.ann a ON a.index_name = i.name
-             WHERE $1::text IS NULL OR i.name = $1 ORDER BY i.name LIMIT 2",
+             WHERE $1::text IS NULL OR i.name = $1 ORDER BY i.name LIMIT 2"
+            ),
             None,
             &[DatumWithOid::from(name)],
         );
@@ -141,6 +147,7 @@ pub fn lookup(name: Option<&str>) -> IndexDef {
                 }),
                 augmented: maybe(19).map(quote_identifier),
                 read_augmented: flag(24),
+                embedding_in_place: flag(25),
                 stored_alpha: spi_or_raise(row.get::<f32>(20), "reading nnn.indexes"),
                 family: family(&text(21), k, spi_or_raise(row.get::<f32>(22), "reading nnn.indexes")),
             });

@@ -9,7 +9,7 @@ use super::definition::{check_owner, lookup, IndexDef, Situation};
 use super::family::{family, family_columns};
 use crate::postgres::citus;
 use crate::postgres::errors::{self, fail, spi_or_raise};
-use crate::postgres::relation::{ensure_bias_column, id_column, resolve, vector_column};
+use crate::postgres::relation::{ensure_bias_column, id_column, reads_in_place, resolve, vector_column};
 use nnn_engine::evaluate::Family;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -95,10 +95,12 @@ pub fn create(new: NewIndex) -> BuildReport {
     let chosen = family(new.family, k, new.beta.map(|b| b as f32));
     let cand = resolve(new.candidates);
     let refs = resolve(new.reference);
+    let quoted_embedding = vector_column(&cand, embedding);
     let def = IndexDef {
         name: name.to_string(),
         id_column: id_column(&cand, id),
-        embedding: vector_column(&cand, embedding),
+        embedding_in_place: reads_in_place(&cand, &quoted_embedding),
+        embedding: quoted_embedding,
         reference_embedding: vector_column(&refs, reference_embedding),
         bias_column: ensure_bias_column(&cand, bias_column),
         candidates: cand,

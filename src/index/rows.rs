@@ -4,13 +4,15 @@
 use super::definition::IndexDef;
 use crate::postgres::errors::or_raise;
 use crate::postgres::read::{read_augmented, read_vectors, Rows};
+use crate::postgres::relation::in_place_or_cast;
 use nnn_engine::{Candidates, Matrix};
 use pgrx::datum::DatumWithOid;
 
 /// Reads candidate rows of `def` (those `filter`, an optional WHERE, keeps): their ids, and
-/// their embeddings and biases cast to real[] and real (whatever the columns' types are now,
-/// e.g. after an ALTER TABLE) or, where the index has a `vector` augmented column
-/// ([`IndexDef::read_augmented`]), from that column, which holds both.
+/// their embeddings (`real[]` and `vector` in place, other types cast to `real[]`, whatever
+/// the column's type is now, e.g. after an ALTER TABLE) and biases cast to `real`, or, where
+/// the index has a `vector` augmented column ([`IndexDef::read_augmented`]), both from that
+/// column.
 fn read(def: &IndexDef, filter: &str, args: &[DatumWithOid], what: &str, dim: Option<usize>) -> Rows<i64> {
     let (id, t) = (&def.id_column, &def.candidates.sql);
     match def.augmented.as_ref().filter(|_| def.read_augmented) {
@@ -18,8 +20,8 @@ fn read(def: &IndexDef, filter: &str, args: &[DatumWithOid], what: &str, dim: Op
             read_augmented(&format!("SELECT {id}::bigint, {augmented} FROM {t} {filter}"), args, what, dim)
         }
         None => {
-            let (e, b) = (&def.embedding, &def.bias_column);
-            read_vectors(&format!("SELECT {id}::bigint, {e}::real[], {b}::real FROM {t} {filter}"), args, what, dim)
+            let (e, b) = (in_place_or_cast(&def.embedding, def.embedding_in_place), &def.bias_column);
+            read_vectors(&format!("SELECT {id}::bigint, {e}, {b}::real FROM {t} {filter}"), args, what, dim)
         }
     }
 }

@@ -162,8 +162,8 @@ unsafe fn read_block<K: FromDatum>(out: &mut Rows<K>, n: usize, what: &str, spli
     }
 }
 
-/// Whether `typid` is pgvector's `vector` (its input function is `vector_in`); any other
-/// embedding comes cast to `real[]`.
+/// Whether `typid` is pgvector's `vector` (its input function is `vector_in`, the test of
+/// [`super::relation::PGVECTOR`] in SQL); any other embedding comes as `real[]`.
 fn is_pgvector(typid: pg_sys::Oid) -> bool {
     if typid == pg_sys::FLOAT4ARRAYOID {
         return false;

@@ -65,21 +65,47 @@ fn column_type(table: &Table, column: &str) -> Option<(String, bool, bool)> {
     )
 }
 
-/// How to select the embedding column `quoted` (a quoted name) of `table` for
-/// [`super::read::read_vectors`]: as it is when it is `real[]` or pgvector's `vector` (read in
-/// place, without a cast that would build a new array per row), else cast to `real[]`.
-pub fn embedding_expr(table: &Table, quoted: &str) -> String {
-    let as_is = select_first(
-        "SELECT a.atttypid = 'real[]'::regtype OR p.proname = 'vector_in'
-         FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-              JOIN pg_catalog.pg_proc p ON p.oid = t.typinput
-         WHERE a.attrelid = $1 AND pg_catalog.quote_ident(a.attname) = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+/// SQL test on a column type, for [`column_has`]: `real[]` or pgvector's `vector`, which
+/// [`super::read::read_vectors`] reads in place (no cast that builds a new array per row).
+pub const READ_IN_PLACE: &str = "a.atttypid = 'real[]'::regtype OR p.proname = 'vector_in'";
+
+/// SQL test on a column type, for [`column_has`]: pgvector's `vector` (its input function is
+/// `vector_in`; the same test as `read`'s on the types a query returns).
+pub const PGVECTOR: &str = "p.proname = 'vector_in'";
+
+/// An SQL boolean: whether the live column that `which` picks (a condition on `a`,
+/// pg_attribute) has a type for which `test` (on `a`, its type `t` and the type's input
+/// function `p`) holds.
+pub fn column_has(which: &str, test: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+                      JOIN pg_catalog.pg_proc p ON p.oid = t.typinput
+                 WHERE {which} AND a.attnum > 0 AND NOT a.attisdropped AND ({test}))"
+    )
+}
+
+/// Whether column `quoted` (a quoted name) of `table` is read in place ([`READ_IN_PLACE`]).
+pub fn reads_in_place(table: &Table, quoted: &str) -> bool {
+    let which = "a.attrelid = $1 AND pg_catalog.quote_ident(a.attname) = $2";
+    select_first(
+        &format!("SELECT {}", column_has(which, READ_IN_PLACE)),
         &[DatumWithOid::from(table.oid), DatumWithOid::from(quoted)],
         "looking up a column",
         |t| t.get::<bool>(1),
     )
-    .flatten();
-    if as_is == Some(true) {
+    .flatten()
+        == Some(true)
+}
+
+/// How to select the embedding column `quoted` (a quoted name) of `table` for
+/// [`super::read::read_vectors`]: as it is where [`READ_IN_PLACE`], else cast to `real[]`.
+pub fn embedding_expr(table: &Table, quoted: &str) -> String {
+    in_place_or_cast(quoted, reads_in_place(table, quoted))
+}
+
+/// `quoted` as it is, or cast to `real[]`.
+pub fn in_place_or_cast(quoted: &str, in_place: bool) -> String {
+    if in_place {
         quoted.to_string()
     } else {
         format!("{quoted}::real[]")
