@@ -1,5 +1,6 @@
-//! Reading embeddings out of tables with SPI, in blocks, under the caller's snapshot and
-//! privileges (row-level security included), into one contiguous `f32` buffer.
+//! Reading embeddings out of tables with SPI, row by row as the executor produces them, under
+//! the caller's snapshot and privileges (row-level security included), into one contiguous
+//! `f32` buffer.
 
 use super::args::all_finite;
 use super::errors::{cancel_requested, fail, spi_or_raise};
@@ -10,8 +11,9 @@ use pgrx::prelude::*;
 use pgrx::{PgMemoryContexts, PgSqlErrorCode::*};
 use std::ptr::NonNull;
 
-/// Rows fetched from the cursor at a time; interrupts are checked between blocks.
-const FETCH_ROWS: i64 = 4096;
+/// Rows between frees of detoasted copies, checks of `nnn.max_memory_mb` and of interrupts
+/// (the executor checks for them as it scans, too).
+const FETCH_ROWS: usize = 4096;
 
 /// Rows read by [`read_vectors`]: a key per row, the vectors row-major, an optional extra
 /// `real` per row (the bias), and how many rows were skipped for a NULL embedding or extra.
@@ -41,29 +43,44 @@ pub fn read_augmented<K: FromDatum>(sql: &str, args: &[DatumWithOid], what: &str
     read(sql, args, what, dim, true)
 }
 
-/// Reads as [`read_vectors`] or, with `split_last`, as [`read_augmented`].
+/// Reads as [`read_vectors`] or, with `split_last`, as [`read_augmented`]. The executor hands
+/// each row straight to a [`Receiver`], which copies its values out (no tuple table of copied
+/// rows, as a cursor would build).
 fn read<K: FromDatum>(sql: &str, args: &[DatumWithOid], what: &str, dim: Option<usize>, split_last: bool) -> Rows<K> {
     let mut out = Rows { keys: Vec::new(), data: Vec::new(), extra: Vec::new(), dim: dim.unwrap_or(0), skipped: 0 };
-    Spi::connect(|client| {
-        let mut cursor = spi_or_raise(client.try_open_cursor(sql, args), "reading embeddings");
-        let mut cx = PgMemoryContexts::new("nnn read block");
-        loop {
-            if cancel_requested() {
-                pgrx::check_for_interrupts!();
-            }
-            let n = spi_or_raise(cursor.fetch(FETCH_ROWS), "reading embeddings").len();
-            if n == 0 {
-                break;
-            }
-            // SAFETY: the block's rows are in SPI_tuptable; the context only holds detoasted
-            // copies made while reading them, and the tuple table is not used afterwards.
-            unsafe {
-                cx.switch_to(|_| read_block(&mut out, n, what, split_last));
-                cx.reset();
-                pg_sys::SPI_freetuptable(pg_sys::SPI_tuptable);
-            }
-            check_memory(out.data.len() * 4, what);
+    Spi::connect(|_| {
+        let cx = PgMemoryContexts::new("nnn read rows");
+        let mut state =
+            ReadState { out: &mut out, what, split_last, pgvector: false, natts: 0, cx: cx.value(), since_reset: 0 };
+        let mut receiver = Receiver {
+            base: pg_sys::DestReceiver {
+                receiveSlot: Some(receive_slot),
+                rStartup: Some(startup),
+                rShutdown: Some(nothing),
+                rDestroy: Some(nothing),
+                mydest: pg_sys::CommandDest::DestNone,
+            },
+            sink: &mut state,
+        };
+        let sql = std::ffi::CString::new(sql).expect("SQL text without NUL bytes");
+        // SAFETY: inside SPI_connect; `params` and `receiver` outlive the call, which runs the
+        // query to its end (or raises an ERROR) before returning.
+        let code = unsafe {
+            let params = param_list(args);
+            let options = pg_sys::SPIExecuteOptions {
+                params,
+                // read-only (the statement's snapshot) until this transaction has written, as
+                // pgrx's own queries: then SPI takes a new one that sees those writes
+                read_only: pg_sys::GetCurrentTransactionIdIfAny() == pg_sys::InvalidTransactionId,
+                dest: std::ptr::addr_of_mut!(receiver).cast(),
+                ..Default::default()
+            };
+            pg_sys::SPI_execute_extended(sql.as_ptr(), &options)
+        };
+        if let Ok(e) = pgrx::spi::SpiErrorCodes::try_from(code) {
+            spi_or_raise::<()>(Err(e.into()), "reading embeddings");
         }
+        drop(cx);
     });
     out
 }
@@ -80,43 +97,142 @@ pub fn check_memory(bytes: usize, what: &str) {
     }
 }
 
-/// Appends the `n` rows of `SPI_tuptable` to `out`; with `split_last`, each vector's last
-/// value is the row's extra value.
+/// `args` as a parameter list for SPI (null for none), allocated in the current memory context.
 ///
 /// # Safety
-/// `SPI_tuptable` must hold the `n` rows just fetched, with the column layout documented above.
-unsafe fn read_block<K: FromDatum>(out: &mut Rows<K>, n: usize, what: &str, split_last: bool) {
-    // SAFETY: SPI_tuptable holds the `n` rows just fetched with the documented columns (see # Safety); the datums read are detoasted before use.
+/// Call inside a PostgreSQL transaction, on the main thread.
+unsafe fn param_list(args: &[DatumWithOid]) -> pg_sys::ParamListInfo {
+    if args.is_empty() {
+        return std::ptr::null_mut();
+    }
+    // SAFETY: makeParamList allocates room for `args.len()` parameters, filled here.
     unsafe {
-        let tt = pg_sys::SPI_tuptable;
-        let desc = (*tt).tupdesc;
-        let natts = (*desc).natts;
-        let pgvector = is_pgvector(pg_sys::SPI_gettypeid(desc, 2));
-        for i in 0..n {
-            let tup = *(*tt).vals.add(i);
+        let list = pg_sys::makeParamList(args.len() as i32);
+        for (slot, arg) in (*list).params.as_mut_slice(args.len()).iter_mut().zip(args) {
+            *slot = pg_sys::ParamExternData {
+                value: arg.datum().map_or(pg_sys::Datum::null(), |d| d.sans_lifetime()),
+                isnull: arg.datum().is_none(),
+                pflags: pg_sys::PARAM_FLAG_CONST as u16,
+                ptype: arg.oid(),
+            };
+        }
+        list
+    }
+}
+
+/// Where [`Receiver`] puts each row: a [`ReadState`] of any key type.
+trait Sink {
+    /// Learns the result's columns.
+    fn start(&mut self, desc: pg_sys::TupleDesc);
+    /// Takes one row.
+    fn take(&mut self, slot: *mut pg_sys::TupleTableSlot);
+}
+
+/// A DestReceiver whose rows go to `sink` (`base` first: the executor calls through it).
+#[repr(C)]
+struct Receiver<'a> {
+    base: pg_sys::DestReceiver,
+    sink: &'a mut dyn Sink,
+}
+
+/// The rows read so far and how to read the next.
+struct ReadState<'a, K> {
+    out: &'a mut Rows<K>,
+    what: &'a str,
+    split_last: bool,
+    /// Whether the embedding column is pgvector's `vector` (else `real[]`).
+    pgvector: bool,
+    /// Columns of the result.
+    natts: i32,
+    /// Detoasted copies are made here, and freed every [`FETCH_ROWS`] rows.
+    cx: pg_sys::MemoryContext,
+    since_reset: usize,
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn receive_slot(
+    slot: *mut pg_sys::TupleTableSlot,
+    receiver: *mut pg_sys::DestReceiver,
+) -> bool {
+    // SAFETY: the executor passes back the Receiver given to SPI_execute_extended.
+    unsafe { (*receiver.cast::<Receiver>()).sink.take(slot) };
+    true
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn startup(receiver: *mut pg_sys::DestReceiver, _operation: i32, desc: pg_sys::TupleDesc) {
+    // SAFETY: as in `receive_slot`.
+    unsafe { (*receiver.cast::<Receiver>()).sink.start(desc) };
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn nothing(_receiver: *mut pg_sys::DestReceiver) {}
+
+impl<K: FromDatum> Sink for ReadState<'_, K> {
+    fn start(&mut self, desc: pg_sys::TupleDesc) {
+        // SAFETY: the executor's description of the result, with at least the two columns
+        // every caller's query has.
+        unsafe {
+            self.natts = (*desc).natts;
+            self.pgvector = is_pgvector((*desc).attrs.as_slice(self.natts as usize)[1].atttypid);
+        }
+    }
+
+    fn take(&mut self, slot: *mut pg_sys::TupleTableSlot) {
+        // SAFETY: a row of the result `start` described; detoasted copies go to `cx`, which
+        // outlives them (reset only between rows).
+        unsafe {
+            let old = pg_sys::MemoryContextSwitchTo(self.cx);
+            self.take_row(slot);
+            pg_sys::MemoryContextSwitchTo(old);
+        }
+        self.since_reset += 1;
+        if self.since_reset == FETCH_ROWS {
+            self.since_reset = 0;
+            // SAFETY: nothing made in `cx` is used after its row.
+            unsafe { pg_sys::MemoryContextReset(self.cx) };
+            check_memory(self.out.data.len() * 4, self.what);
+            if cancel_requested() {
+                pgrx::check_for_interrupts!();
+            }
+        }
+    }
+}
+
+impl<K: FromDatum> ReadState<'_, K> {
+    /// Appends the row in `slot` to `out` (or counts it skipped); with `split_last`, the
+    /// vector's last value is the row's extra value.
+    ///
+    /// # Safety
+    /// `slot` holds a row of the result `start` described.
+    unsafe fn take_row(&mut self, slot: *mut pg_sys::TupleTableSlot) {
+        let (out, what) = (&mut *self.out, self.what);
+        // SAFETY: columns 1 to natts of the row in `slot` (see # Safety); datums are detoasted
+        // before their bytes are read.
+        unsafe {
             let mut null = false;
-            let key_datum = pg_sys::SPI_getbinval(tup, desc, 1, &mut null);
+            let key_datum = pg_sys::slot_getattr(slot, 1, &mut null);
             let Some(key) = K::from_datum(key_datum, null) else {
                 out.skipped += 1;
-                continue;
+                return;
             };
-            let vec_datum = pg_sys::SPI_getbinval(tup, desc, 2, &mut null);
+            let vec_datum = pg_sys::slot_getattr(slot, 2, &mut null);
             if null {
                 out.skipped += 1;
-                continue;
+                return;
             }
-            let extra = if natts >= 3 {
-                let d = pg_sys::SPI_getbinval(tup, desc, 3, &mut null);
+            let extra = if self.natts >= 3 {
+                let d = pg_sys::slot_getattr(slot, 3, &mut null);
                 if null {
                     out.skipped += 1;
-                    continue;
+                    return;
                 }
                 Some(f32::from_datum(d, false).unwrap_or(0.0))
             } else {
                 None
             };
             let detoasted = pg_sys::pg_detoast_datum(vec_datum.cast_mut_ptr());
-            let values: &[f32] = if pgvector {
+            let values: &[f32] = if self.pgvector {
                 pgvector_values(detoasted, what)
             } else {
                 let mut raw = RawArray::from_ptr(NonNull::new_unchecked(detoasted.cast::<pg_sys::ArrayType>()));
@@ -132,7 +248,7 @@ unsafe fn read_block<K: FromDatum>(out: &mut Rows<K>, n: usize, what: &str, spli
                 }
                 raw.data::<f32>().as_ref()
             };
-            let (values, extra) = match (split_last, values.split_last()) {
+            let (values, extra) = match (self.split_last, values.split_last()) {
                 (true, Some((bias, embedding))) => (embedding, Some(*bias)),
                 _ => (values, extra),
             };
