@@ -107,6 +107,27 @@ pub type Kernel = unsafe fn(
     &[i16],
 ) -> u128;
 
+/// The micro-kernels' walk over the `pairs` pairs of dimensions: two per turn, `$even` for
+/// pair `$p` and `$odd` for pair `$p + 1` (each written in terms of `$p`), with one prefetch of
+/// `ahead` (a 64-byte line) per turn; a last odd pair goes through `$even`. Expands in the
+/// kernel's body, under its CPU features.
+macro_rules! for_pairs {
+    ($pairs:expr, $ahead:expr, |$p:ident| $even:expr, $odd:expr) => {{
+        let mut $p = 0;
+        while $p + 2 <= $pairs {
+            if 16 * $p < $ahead.len() {
+                _mm_prefetch::<_MM_HINT_T0>($ahead.as_ptr().add(16 * $p).cast());
+            }
+            $even;
+            $odd;
+            $p += 2;
+        }
+        if $p < $pairs {
+            $even;
+        }
+    }};
+}
+
 /// Defines a micro-kernel compiled with CPU `$features`; `$vnni` fuses each pair product into
 /// its sum with AVX-VNNI's `vpdpwssd` (the same exact integer sums as `vpmaddwd` + `vpaddd`).
 macro_rules! micro_kernel {
@@ -144,19 +165,7 @@ macro_rules! micro_kernel {
                         }
                     }
                 };
-                // Two pairs per loop turn, one prefetch each.
-                let mut p = 0;
-                while p + 2 <= pairs {
-                    if 16 * p < ahead.len() {
-                        _mm_prefetch::<_MM_HINT_T0>(ahead.as_ptr().add(16 * p).cast());
-                    }
-                    step(&mut c, p);
-                    step(&mut c, p + 1);
-                    p += 2;
-                }
-                if p < pairs {
-                    step(&mut c, p);
-                }
+                for_pairs!(pairs, ahead, |p| step(&mut c, p), step(&mut c, p + 1));
                 let (i0, i1) = (_mm256_loadu_ps(b_inv.as_ptr()), _mm256_loadu_ps(b_inv.as_ptr().add(8)));
                 let (o0, o1) = (_mm256_loadu_ps(off.as_ptr()), _mm256_loadu_ps(off.as_ptr().add(8)));
                 let mut hits = 0u128;
@@ -241,18 +250,7 @@ pub unsafe fn micro_kernel_zmm<const R: usize>(
                 *acc = _mm512_dpwssd_epi32(*acc, av, bv);
             }
         };
-        let mut p = 0;
-        while p + 2 <= pairs {
-            if 16 * p < ahead.len() {
-                _mm_prefetch::<_MM_HINT_T0>(ahead.as_ptr().add(16 * p).cast());
-            }
-            step(&mut even, p);
-            step(&mut odd, p + 1);
-            p += 2;
-        }
-        if p < pairs {
-            step(&mut even, p);
-        }
+        for_pairs!(pairs, ahead, |p| step(&mut even, p), step(&mut odd, p + 1));
         let inv = _mm512_loadu_ps(b_inv.as_ptr());
         let o = _mm512_loadu_ps(off.as_ptr());
         let mut hits = 0u128;
