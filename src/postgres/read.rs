@@ -13,7 +13,7 @@ use std::ptr::NonNull;
 
 /// Rows between frees of detoasted copies, checks of `nnn.max_memory_mb` and of interrupts
 /// (the executor checks for them as it scans, too).
-const FETCH_ROWS: usize = 4096;
+const BLOCK_ROWS: usize = 4096;
 
 /// Rows read by [`read_vectors`]: a key per row, the vectors row-major, an optional extra
 /// `real` per row (the bias), and how many rows were skipped for a NULL embedding or extra.
@@ -80,8 +80,9 @@ fn read<K: FromDatum>(sql: &str, args: &[DatumWithOid], what: &str, dim: Option<
         if let Ok(e) = pgrx::spi::SpiErrorCodes::try_from(code) {
             spi_or_raise::<()>(Err(e.into()), "reading embeddings");
         }
-        drop(cx);
     });
+    // the last rows, fewer than a block, counted too
+    check_memory(out.data.len() * 4, what);
     out
 }
 
@@ -144,11 +145,12 @@ struct ReadState<'a, K> {
     pgvector: bool,
     /// Columns of the result.
     natts: i32,
-    /// Detoasted copies are made here, and freed every [`FETCH_ROWS`] rows.
+    /// Detoasted copies are made here, and freed every [`BLOCK_ROWS`] rows.
     cx: pg_sys::MemoryContext,
     since_reset: usize,
 }
 
+/// The executor's call for each row: hands it to the receiver's sink.
 #[pg_guard]
 unsafe extern "C-unwind" fn receive_slot(
     slot: *mut pg_sys::TupleTableSlot,
@@ -159,12 +161,14 @@ unsafe extern "C-unwind" fn receive_slot(
     true
 }
 
+/// The executor's call before the first row: tells the sink the result's columns.
 #[pg_guard]
 unsafe extern "C-unwind" fn startup(receiver: *mut pg_sys::DestReceiver, _operation: i32, desc: pg_sys::TupleDesc) {
     // SAFETY: as in `receive_slot`.
     unsafe { (*receiver.cast::<Receiver>()).sink.start(desc) };
 }
 
+/// The executor's calls after the last row and to free the receiver: nothing to do.
 #[pg_guard]
 unsafe extern "C-unwind" fn nothing(_receiver: *mut pg_sys::DestReceiver) {}
 
@@ -187,7 +191,7 @@ impl<K: FromDatum> Sink for ReadState<'_, K> {
             pg_sys::MemoryContextSwitchTo(old);
         }
         self.since_reset += 1;
-        if self.since_reset == FETCH_ROWS {
+        if self.since_reset == BLOCK_ROWS {
             self.since_reset = 0;
             // SAFETY: nothing made in `cx` is used after its row.
             unsafe { pg_sys::MemoryContextReset(self.cx) };
