@@ -5,6 +5,7 @@
 use super::args::all_finite;
 use super::errors::{cancel_requested, fail, spi_or_raise};
 use crate::guc;
+use nnn_engine::buffer::RowBuffer;
 use pgrx::array::RawArray;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -48,10 +49,19 @@ pub fn read_augmented<K: FromDatum>(sql: &str, args: &[DatumWithOid], what: &str
 /// rows, as a cursor would build).
 fn read<K: FromDatum>(sql: &str, args: &[DatumWithOid], what: &str, dim: Option<usize>, split_last: bool) -> Rows<K> {
     let mut out = Rows { keys: Vec::new(), data: Vec::new(), extra: Vec::new(), dim: dim.unwrap_or(0), skipped: 0 };
+    let mut data = RowBuffer::new();
     Spi::connect(|_| {
         let cx = PgMemoryContexts::new("nnn read rows");
-        let mut state =
-            ReadState { out: &mut out, what, split_last, pgvector: false, natts: 0, cx: cx.value(), since_reset: 0 };
+        let mut state = ReadState {
+            out: &mut out,
+            data: &mut data,
+            what,
+            split_last,
+            pgvector: false,
+            natts: 0,
+            cx: cx.value(),
+            since_reset: 0,
+        };
         let mut receiver = Receiver {
             base: pg_sys::DestReceiver {
                 receiveSlot: Some(receive_slot),
@@ -81,6 +91,7 @@ fn read<K: FromDatum>(sql: &str, args: &[DatumWithOid], what: &str, dim: Option<
             spi_or_raise::<()>(Err(e.into()), "reading embeddings");
         }
     });
+    out.data = data.into_vec();
     // the last rows, fewer than a block, counted too
     check_memory(out.data.len() * 4, what);
     out
@@ -138,7 +149,10 @@ struct Receiver<'a> {
 
 /// The rows read so far and how to read the next.
 struct ReadState<'a, K> {
+    /// Everything but the embeddings, which go to `data`.
     out: &'a mut Rows<K>,
+    /// The embeddings: their next pages are mapped by a helper thread as rows arrive.
+    data: &'a mut RowBuffer,
     what: &'a str,
     split_last: bool,
     /// Whether the embedding column is pgvector's `vector` (else `real[]`).
@@ -195,7 +209,7 @@ impl<K: FromDatum> Sink for ReadState<'_, K> {
             self.since_reset = 0;
             // SAFETY: nothing made in `cx` is used after its row.
             unsafe { pg_sys::MemoryContextReset(self.cx) };
-            check_memory(self.out.data.len() * 4, self.what);
+            check_memory(self.data.len() * 4, self.what);
             if cancel_requested() {
                 pgrx::check_for_interrupts!();
             }
@@ -210,7 +224,7 @@ impl<K: FromDatum> ReadState<'_, K> {
     /// # Safety
     /// `slot` holds a row of the result `start` described.
     unsafe fn take_row(&mut self, slot: *mut pg_sys::TupleTableSlot) {
-        let (out, what) = (&mut *self.out, self.what);
+        let (out, data, what) = (&mut *self.out, &mut *self.data, self.what);
         // SAFETY: columns 1 to natts of the row in `slot` (see # Safety); datums are detoasted
         // before their bytes are read.
         unsafe {
@@ -273,7 +287,7 @@ impl<K: FromDatum> ReadState<'_, K> {
                     "Embeddings must be finite; fix or remove the row.",
                 );
             }
-            out.data.extend_from_slice(values);
+            data.extend_from_slice(values);
             out.keys.push(key);
             if let Some(e) = extra {
                 out.extra.push(e);

@@ -14,6 +14,7 @@
 
 pub mod backend;
 pub mod bias;
+pub mod buffer;
 pub mod control;
 pub mod dn;
 pub mod error;

@@ -62,7 +62,7 @@ fn pool(threads: usize) -> Result<Arc<ThreadPool>> {
 /// mask and signals keep going to the caller's thread (a database backend's handlers). The
 /// caller's mask comes back when `f` returns or panics (else a panic would leave the backend
 /// deaf to cancels for the rest of the session).
-fn without_signals<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn without_signals<T>(f: impl FnOnce() -> T) -> T {
     #[cfg(unix)]
     {
         /// Puts the saved signal mask back when dropped.
