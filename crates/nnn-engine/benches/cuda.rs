@@ -3,7 +3,8 @@
 //! rows): host→device copy rates from pageable and page-locked memory; resident cuBLAS sgemm
 //! rate per tile width (both sides already on the device: the ceiling); the NNN bias build per
 //! tile width with its ratio to that ceiling; plain sgemm of the same tiles with their copies;
-//! TF32 mode with its error against f32; and the CPU backend on the problem scaled down
+//! TF32 mode with its error against f32; the exact TF32 mode (TF32 shortlists ranked exactly
+//! on the host) with the rows it recomputed; and the CPU backend on the problem scaled down
 //! (M / 50) with every core. Not a test: it only reports. `--quick` divides M by 10.
 
 use cudarc::cublas::sys::cublasOperation_t;
@@ -170,6 +171,20 @@ fn main() {
         diff.iter().sum::<f64>() / n as f64,
         same as f64 / (n * k) as f64
     );
+    let request = TopKRequest::new(&c, &r, k);
+    let (exact, t_exact) = timed(|| gpu.topk_exact_tf32(&request, &mut Unwatched).unwrap());
+    match exact {
+        Some(e) => {
+            let same = e.top.indices == f32_bias.sims.indices;
+            println!(
+                "RESULT cuda.bias_exact_tf32  {t_exact:>9.3} s {:>9.1} GFLOP/s; {} of {n} rows recomputed on the host; indices equal to the f32 path's: {same}",
+                flop / t_exact / 1e9,
+                e.recomputed
+            );
+            println!("RATIO cuda.exact_tf32_bias_vs_f32_bias {:.2}", t_gpu / t_exact);
+        }
+        None => println!("RESULT cuda.bias_exact_tf32 not run: this host has no AVX2 or rows out of range"),
+    }
     let small = m / 50;
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
     let cpu = CpuBackend::new(threads).unwrap();

@@ -189,3 +189,42 @@ fn tile_widths_and_staging_buffers_do_not_change_results() {
     g.set_tile_cols(nnn_engine::backend::cuda::TILE_COLS);
     g.set_memory_limit(0);
 }
+
+/// The exact TF32 mode gives the CPU backend's exact pass bit for bit (values and tie order)
+/// on data whose products are not exact in f32, with and without offsets, and through
+/// `topk`; near-duplicate columns, whose TF32 estimates cannot tell them apart, leave some
+/// rows to the host, and those are exact too.
+#[test]
+#[ignore = "needs an NVIDIA GPU: scripts/gpu-check.sh runs it"]
+fn exact_tf32_mode_equals_the_cpu_bit_for_bit() {
+    let (g, cpu) = (gpu(), CpuBackend::new(2).unwrap());
+    let mut rng = Rng::new(51);
+    let near = |rng: &mut Rng, n: usize, d: usize| -> Vec<f32> {
+        let base = rng.matrix(1, d, false);
+        (0..n).flat_map(|j| base.iter().enumerate().map(move |(i, v)| v + 1e-6 * ((i * j) % 7) as f32)).collect()
+    };
+    for (m, n, d, k, with_offset, crowded) in [
+        (200, 20_000, 384, 128, true, false),
+        (37, 9000, 64, 10, false, false),
+        (5, 3000, 7, 100, true, false),
+        (40, 5000, 48, 16, false, true),
+    ] {
+        let a = rng.matrix(m, d, false);
+        let b = if crowded { near(&mut rng, n, d) } else { rng.matrix(n, d, false) };
+        let off: Vec<f32> = (0..n).map(|_| 0.1 * rng.unit()).collect();
+        let (am, bm) = (Matrix::from_slice(&a, d, "a").unwrap(), Matrix::from_slice(&b, d, "b").unwrap());
+        let request = TopKRequest::new(&am, &bm, k).with_offset(with_offset.then_some(off.as_slice()));
+        // the CPU backend's exact pass (its 16-bit path, which prepared columns always take)
+        let prepared = CpuBackend::prepare(&bm);
+        let want = cpu.topk(&TopKRequest { prepared: Some(&prepared), ..request }, &mut Unwatched).unwrap();
+        let certified = g.topk_exact_tf32(&request, &mut Unwatched).unwrap().expect("the mode runs here");
+        println!("{m} x {n} x d={d}, k={k}: {} rows recomputed on the host", certified.recomputed);
+        assert_eq!(certified.top, want, "shape {m}x{n}x{d} k={k}");
+        if crowded {
+            assert!(certified.recomputed > 0, "no row recomputed among near-duplicates");
+        }
+        g.set_exact_tf32(true);
+        assert_eq!(g.topk(&request, &mut Unwatched).unwrap(), want, "through topk");
+        g.set_exact_tf32(false);
+    }
+}

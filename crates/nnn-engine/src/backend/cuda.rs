@@ -4,13 +4,16 @@
 //! Host-to-device copies run on a second stream, one tile ahead of the products, from two
 //! page-locked staging buffers that the host fills in turn (pageable copies are several times
 //! slower and block the host). Optional
-//! TF32 products ([`CudaBackend::set_tf32`]) trade exactness for tensor-core speed. Opening
+//! TF32 products ([`CudaBackend::set_tf32`]) trade exactness for tensor-core speed; the exact
+//! TF32 mode ([`CudaBackend::set_exact_tf32`]) keeps exactness: TF32 products shortlist each
+//! row's columns and the CPU ranks the shortlist exactly ([`super::certify`]). Opening
 //! the backend checks the device against the CPU backend on a small exact problem. CUDA
 //! libraries are loaded at run time (cudarc's dynamic loading), so one build runs everywhere:
 //! without a usable GPU, [`CudaBackend::new`] is an `Unavailable` error, never a panic. All
 //! CUDA calls run on a worker thread of the engine's pool (signals blocked), so the driver's
 //! own threads inherit that mask.
 
+use super::certify::{self, Certified};
 use super::{cpu::CpuBackend, Backend, TopKRequest};
 use crate::control::{Control, Unwatched};
 use crate::error::{EngineError, Result};
@@ -203,6 +206,7 @@ pub struct CudaBackend {
     memory_limit: AtomicUsize,
     tile_cols: AtomicUsize,
     tf32: AtomicBool,
+    exact_tf32: AtomicBool,
     name: String,
 }
 
@@ -241,6 +245,7 @@ impl CudaBackend {
                 memory_limit: AtomicUsize::new(memory_limit),
                 tile_cols: AtomicUsize::new(TILE_COLS),
                 tf32: AtomicBool::new(false),
+                exact_tf32: AtomicBool::new(false),
                 name,
             })
         })?;
@@ -271,6 +276,38 @@ impl CudaBackend {
         self.tf32.store(on, Ordering::Relaxed);
     }
 
+    /// Whether later calls run the exact TF32 mode (off by default): TF32 tensor-core products
+    /// keep each row's best `k'` columns by estimate (`k' = max(4k, k + 64)`, at most
+    /// [`MAX_K`]: with k = 128 over 1,000,000 random unit rows of d = 512, the 128th and the
+    /// 512th best scores are about 0.016 apart, four times the bound), and the host's CPU ranks
+    /// them exactly, rows it cannot certify from scratch
+    /// ([`certify::exact_from_estimates`]): results equal the CPU backend's bit for bit. Calls
+    /// whose rows the CPU's 16-bit path cannot round, or on a CPU without AVX2, take the f32
+    /// products instead. Takes precedence over [`CudaBackend::set_tf32`].
+    pub fn set_exact_tf32(&self, on: bool) {
+        self.exact_tf32.store(on, Ordering::Relaxed);
+    }
+
+    /// The exact TF32 mode's answer to `request` ([`CudaBackend::set_exact_tf32`]) with how
+    /// many rows the host recomputed; `None` where the mode cannot run (see there). The host
+    /// work runs on every core.
+    pub fn topk_exact_tf32(&self, request: &TopKRequest, control: &mut dyn Control) -> Result<Option<Certified>> {
+        let TopKRequest { a, b, offset, k, .. } = *request;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (a_norms, b_norms) =
+            run_polled(threads, 1, control, |_| Ok((certify::row_norms(a), certify::row_norms(b))))?;
+        if !certify::exact_available(&a_norms) || !certify::exact_available(&b_norms) {
+            return Ok(None);
+        }
+        let b_max = b_norms.iter().fold(0f64, |m, &n| m.max(n));
+        let off_max = offset.map_or(0.0, |o| o.iter().fold(0f64, |m, &v| m.max(f64::from(v).abs())));
+        let wide = (4 * k).max(k + 64).min(MAX_K).min(b.rows());
+        let plan = self.plan_for(a, b, wide)?;
+        let estimates = self.pass(&TopKRequest { k: wide, ..*request }, plan, true, control)?;
+        let margins: Vec<f64> = a_norms.iter().map(|&n| certify::tf32_margin(n, b_max, a.dim(), off_max)).collect();
+        certify::exact_from_estimates(request, &estimates, &margins, threads, control).map(Some)
+    }
+
     /// The device's name, e.g. "NVIDIA H100 80GB HBM3".
     pub fn device_name(&self) -> &str {
         &self.name
@@ -297,7 +334,7 @@ impl CudaBackend {
     /// merges: the FLOP-rate ceiling the benchmark compares with.
     pub fn plain_sgemm(&self, a: &Matrix, b: &Matrix) -> Result<()> {
         let plan = self.plan_for(a, b, 0)?;
-        self.pass(a, b, None, 0, plan, &mut Unwatched).map(drop)
+        self.pass(&TopKRequest::new(a, b, 0), plan, self.tf32.load(Ordering::Relaxed), &mut Unwatched).map(drop)
     }
 
     /// Compares the device with the CPU backend on a small problem whose products are exact
@@ -320,7 +357,7 @@ impl CudaBackend {
         let (a, b) = (Matrix::from_slice(&a, d, "a")?, Matrix::from_slice(&b, d, "b")?);
         let want = CpuBackend::new(1)?.topk(&TopKRequest::new(&a, &b, k).with_offset(Some(&off)), &mut Unwatched)?;
         for plan in [Plan { block: n, tile, keep_b: true }, Plan { block: 16, tile, keep_b: false }] {
-            if self.pass(&a, &b, Some(&off), k, plan, &mut Unwatched)? != want {
+            if self.pass(&TopKRequest::new(&a, &b, k).with_offset(Some(&off)), plan, false, &mut Unwatched)? != want {
                 return Err(EngineError::Device {
                     what: "self-check",
                     message: format!("{} gave another top-k than the CPU ({plan:?})", self.name),
@@ -330,20 +367,14 @@ impl CudaBackend {
         Ok(())
     }
 
-    /// One pass over all products: `a` in blocks of rows and `b` in tiles, both copied on the
+    /// One pass over all products of `request`: `a` in blocks of rows and `b` in tiles, both copied on the
     /// copy stream (the next tile while the current one is multiplied; whole tiles through two
     /// page-locked staging buffers used in turn), each block times each tile by cuBLAS, each
-    /// score tile merged into the rows' top `k` (k = 0: no merging, an empty result). The host
-    /// stays at most [`AHEAD`] tiles ahead of the device.
-    fn pass(
-        &self,
-        a: &Matrix,
-        b: &Matrix,
-        offset: Option<&[f32]>,
-        k: usize,
-        plan: Plan,
-        control: &mut dyn Control,
-    ) -> Result<TopK> {
+    /// score tile merged into the rows' top `k` (k = 0: no merging, an empty result); with
+    /// `tf32`, cuBLAS may round the products' inputs to TF32. The host stays at most [`AHEAD`]
+    /// tiles ahead of the device.
+    fn pass(&self, request: &TopKRequest, plan: Plan, tf32: bool, control: &mut dyn Control) -> Result<TopK> {
+        let TopKRequest { a, b, offset, k, .. } = *request;
         let (n, m, d) = (a.rows(), b.rows(), a.dim());
         let width = plan.tile;
         let tiles = m.div_ceil(width);
@@ -356,7 +387,7 @@ impl CudaBackend {
             let alloc = |e| gpu_error("alloc", e);
             let event = |e| gpu_error("event", e);
             let mut queued = VecDeque::with_capacity(AHEAD + 1);
-            let math = match self.tf32.load(Ordering::Relaxed) {
+            let math = match tf32 {
                 true => cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH,
                 false => cublasMath_t::CUBLAS_DEFAULT_MATH,
             };
@@ -497,12 +528,17 @@ fn product(
 
 impl Backend for CudaBackend {
     fn topk(&self, request: &TopKRequest, control: &mut dyn Control) -> Result<TopK> {
-        let TopKRequest { a, b, offset, k, .. } = *request;
+        let TopKRequest { a, b, k, .. } = *request;
         if k > MAX_K {
             return Err(EngineError::KOutOfRange { k, max: MAX_K, what: "k on the CUDA backend" });
         }
+        if self.exact_tf32.load(Ordering::Relaxed) {
+            if let Some(exact) = self.topk_exact_tf32(request, control)? {
+                return Ok(exact.top);
+            }
+        }
         let plan = self.plan_for(a, b, k)?;
-        self.pass(a, b, offset, k, plan, control)
+        self.pass(request, plan, self.tf32.load(Ordering::Relaxed), control)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Where the fused product + top-k runs: one request type, one trait. Every backend gives the
 //! same answer as the CPU one.
 
+pub mod certify;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;

@@ -13,6 +13,12 @@ const NORM: f64 = 45_000.0;
 /// Rows whose norm lies outside this range (or is not finite) are not rounded: the kernel's
 /// f32 multipliers `1/σ` and their products would lose precision.
 const NORM_RANGE: (f64, f64) = (1e-9, 1e9);
+
+/// Whether a row of norm `norm` (in f64) is surely rounded (not refused by [`NORM_RANGE`],
+/// whose test uses an f32 sum: a margin of 1 % on either side covers that sum's rounding).
+pub fn roundable(norm: f64) -> bool {
+    norm == 0.0 || (NORM_RANGE.0 * 1.01..=NORM_RANGE.1 * 0.99).contains(&norm)
+}
 /// Unit roundoff of f32.
 const U: f64 = f32::EPSILON as f64 / 2.0;
 
