@@ -7,6 +7,7 @@ use super::family::family;
 use crate::guc;
 use crate::postgres::citus;
 use crate::postgres::errors::{fail, spi_or_raise};
+use crate::postgres::plans::select_kept;
 use crate::postgres::relation::{column_has, Table, PGVECTOR, READ_IN_PLACE};
 use nnn_engine::evaluate::Family;
 use pgrx::datum::DatumWithOid;
@@ -94,12 +95,14 @@ pub struct AnnDef {
 pub fn lookup(name: Option<&str>) -> IndexDef {
     let mut citus_here = false;
     let mut found: Vec<IndexDef> = Spi::connect(|client| {
-        let augmented_is_vector =
-            column_has("a.attrelid = c.oid AND a.attname = pg_catalog.to_jsonb(i) ->> 'augmented_column'", PGVECTOR);
-        let embedding_in_place =
-            column_has("a.attrelid = c.oid AND a.attname = i.embedding_column::text", READ_IN_PLACE);
-        let rows = client.select(
-            &format!(
+        let sql = || {
+            let augmented_is_vector = column_has(
+                "a.attrelid = c.oid AND a.attname = pg_catalog.to_jsonb(i) ->> 'augmented_column'",
+                PGVECTOR,
+            );
+            let embedding_in_place =
+                column_has("a.attrelid = c.oid AND a.attname = i.embedding_column::text", READ_IN_PLACE);
+            format!(
                 "SELECT i.name, i.candidates::oid, i.candidates::regclass::text, i.id_column::text,
                     i.embedding_column::text, i.reference::oid, i.reference::regclass::text,
                     i.reference_embedding::text, i.bias_column::text, i.k,
@@ -115,12 +118,11 @@ pub fn lookup(name: Option<&str>) -> IndexDef {
              FROM nnn.indexes i LEFT JOIN pg_catalog.pg_class c ON c.oid = i.candidates
                   LEFT JOIN nnn.ann a ON a.index_name = i.name
              WHERE $1::text IS NULL OR i.name = $1 ORDER BY i.name LIMIT 2"
-            ),
-            None,
-            &[DatumWithOid::from(name)],
-        );
+            )
+        };
+        let rows = select_kept(client, "lookup", sql, &[DatumWithOid::from(name)], None, "reading nnn.indexes");
         let mut out = Vec::new();
-        for row in spi_or_raise(rows, "reading nnn.indexes") {
+        for row in rows {
             let maybe = |i| spi_or_raise(row.get::<String>(i), "reading nnn.indexes");
             let text = |i| maybe(i).unwrap_or_default();
             let oid = |i| spi_or_raise(row.get::<pg_sys::Oid>(i), "reading nnn.indexes").unwrap_or(pg_sys::InvalidOid);

@@ -6,8 +6,9 @@
 //! snapshot, a TRUNCATE, a pruned log, row-level security, too many changes) the caller
 //! reads the whole table instead.
 
-use super::errors::{or_raise, select_first};
+use super::errors::or_raise;
 use super::interrupts::StatementControl;
+use super::plans::select_first_kept;
 use crate::guc;
 use nnn_engine::Candidates;
 use pgrx::datum::DatumWithOid;
@@ -93,7 +94,7 @@ thread_local! {
 /// from the snapshot's xmin on are read (an index range): every older transaction had ended
 /// before it was taken, so the cost follows the writes since, not the length of the log.
 pub fn changed_since(index: &str, snapshot: &str, own_xid: Option<&str>, rows: usize) -> Option<Vec<i64>> {
-    let (compatible, truncated, ids) = select_first(
+    let sql = || {
         "SELECT pg_catalog.pg_snapshot_xmax(s1) >= pg_catalog.pg_snapshot_xmax(s0)
                     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_snapshot_xip(s1) x
                                     WHERE pg_catalog.pg_visible_in_snapshot(x, s0)),
@@ -103,7 +104,12 @@ pub fn changed_since(index: &str, snapshot: &str, own_xid: Option<&str>, rows: u
                           coalesce(array_agg(DISTINCT id) FILTER (WHERE id IS NOT NULL), '{}') ids
                    FROM nnn.changes WHERE index_name = $1 AND xid IS DISTINCT FROM $3::xid8
                      AND xid >= pg_catalog.pg_snapshot_xmin($2::pg_snapshot)
-                     AND NOT pg_catalog.pg_visible_in_snapshot(xid, $2::pg_snapshot)) c",
+                     AND NOT pg_catalog.pg_visible_in_snapshot(xid, $2::pg_snapshot)) c"
+            .to_string()
+    };
+    let (compatible, truncated, ids) = select_first_kept(
+        "changed_since",
+        sql,
         &[DatumWithOid::from(index), DatumWithOid::from(snapshot), DatumWithOid::from(own_xid)],
         "reading nnn.changes",
         |t| Ok((t.get::<bool>(1)?, t.get::<bool>(2)?, t.get::<Vec<i64>>(3)?)),

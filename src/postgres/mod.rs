@@ -10,6 +10,7 @@ pub mod citus;
 pub mod coerce;
 pub mod errors;
 pub mod interrupts;
+pub mod plans;
 pub mod read;
 pub mod relation;
 pub mod write;

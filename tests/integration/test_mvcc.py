@@ -1,6 +1,7 @@
 """nnn_search answers as of the caller's snapshot while other sessions write: scanning every
 row (no Faiss structure), and through Faiss structures, whose proposals are re-read under the
 caller's snapshot and whose missing rows come from the change log."""
+import psycopg
 import pytest
 
 
@@ -79,3 +80,39 @@ def test_structure_rewrites_respect_snapshots(toy, connect):
     assert ids(reader) == first
     reader.commit()
     assert 8 not in ids(reader)
+
+
+def test_a_session_plans_its_per_search_queries_again_after_ddl(dbname):
+    """The queries every search runs (the index's definition, the change log since the cache)
+    are planned once per session (src/postgres/plans.rs). PostgreSQL plans them again when
+    what they read is made anew: the extension dropped and created again in the same session,
+    then a write that the cached rows must follow."""
+    name = dbname + "_ddl"
+    with psycopg.connect(dbname="postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        with psycopg.connect(dbname=name, autocommit=True) as c:
+
+            def make():
+                c.execute("CREATE EXTENSION nnn")
+                c.execute("SELECT nnn.create_index('kp', 'kp', 'id', 'emb', 'kp_ref', 'emb', k => 1)")
+
+            def search():
+                return [i for (i,) in c.execute("SELECT id FROM nnn_search('kp', '{0,0,1}', 3)")]
+
+            c.execute("CREATE TABLE kp (id int PRIMARY KEY, emb real[])")
+            c.execute("CREATE TABLE kp_ref (emb real[])")
+            c.execute("INSERT INTO kp VALUES (1, '{1,0,0}'), (2, '{0,1,0}'), (3, '{0,0,1}')")
+            c.execute("INSERT INTO kp_ref VALUES ('{1,0,0}'), ('{0,1,0}')")
+            make()
+            # biases 1, 1, 0: scores -0.75, -0.75, 1
+            assert search() == [3, 1, 2]
+            c.execute("DROP EXTENSION nnn CASCADE")
+            c.execute("ALTER TABLE kp DROP COLUMN nnn_bias")
+            make()
+            assert search() == [3, 1, 2]
+            c.execute("UPDATE kp SET emb = '{0,0,-1}' WHERE id = 3")
+            assert search() == [1, 2, 3]
+    finally:
+        with psycopg.connect(dbname="postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
