@@ -135,6 +135,7 @@ pub fn row_norms(m: &Matrix) -> Vec<f64> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::cpu::tests::values;
     use super::*;
     use crate::Unwatched;
 
@@ -173,18 +174,6 @@ mod tests {
             total = add(total, f64::from(part));
         }
         add(total, -f64::from(off))
-    }
-
-    fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect()
     }
 
     fn norm(x: &[f32]) -> f64 {

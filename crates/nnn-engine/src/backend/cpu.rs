@@ -429,7 +429,7 @@ impl std::fmt::Debug for RoundedRows {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     #[test]
@@ -464,7 +464,7 @@ mod tests {
     }
 
     /// Deterministic values in [-1, 1).
-    fn values(n: usize, seed: u64) -> Vec<f32> {
+    pub(crate) fn values(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed | 1;
         (0..n)
             .map(|_| {
