@@ -7,7 +7,7 @@
 //! results wherever its 16-bit path runs: 128 rows or more, or prepared columns), tie order
 //! included.
 
-use super::cpu::CpuBackend;
+use super::cpu::{padded_offsets, CpuBackend};
 use super::rescore::rescore;
 use super::{kernel, quantize};
 use super::{Backend, TopKRequest};
@@ -80,7 +80,7 @@ pub fn exact_from_estimates(
     let TopKRequest { a, b, offset, k, .. } = *request;
     let (rows, wide) = (a.rows(), estimates.k);
     debug_assert!(wide >= k && wide <= b.rows() && margins.len() == rows && estimates.rows == rows);
-    let off = offset.map_or_else(|| vec![0.0; b.rows()], <[f32]>::to_vec);
+    let off = padded_offsets(offset, b.rows());
     let mut short = Shortlists { starts: Vec::with_capacity(rows + 1), cols: Vec::with_capacity(rows * wide) };
     short.starts.push(0);
     for r in 0..rows {

@@ -263,7 +263,7 @@ impl CpuBackend {
         let plan = Plan::new(rows, cols, ROW_BLOCK_PACKED, MIN_ROW_BLOCK_PACKED, COL_UNIT_PACKED);
         let tasks = plan.tasks(rows, cols);
         let off = padded_offsets(offset, cols);
-        let off_max = offset.map_or(0.0, |o| o.iter().fold(0f64, |m, &v| m.max(f64::from(v).abs())));
+        let off_max = request.largest_offset();
         run_polled(self.threads, (rows * cols) as u64, control, |progress| {
             // The filter; the 16-bit copies made here are freed before the exact pass.
             let parts = {
@@ -304,7 +304,7 @@ impl CpuBackend {
 }
 
 /// Offsets for every column (0 without), padded with +∞ to whole kernel panels.
-fn padded_offsets(offset: Option<&[f32]>, cols: usize) -> Vec<f32> {
+pub(super) fn padded_offsets(offset: Option<&[f32]>, cols: usize) -> Vec<f32> {
     let mut off = vec![f32::INFINITY; cols.div_ceil(NR) * NR];
     match offset {
         Some(o) => off[..cols].copy_from_slice(o),

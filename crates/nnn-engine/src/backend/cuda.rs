@@ -292,7 +292,7 @@ impl CudaBackend {
     /// many rows the host recomputed; `None` where the mode cannot run (see there). The host
     /// work runs on every core.
     pub fn topk_exact_tf32(&self, request: &TopKRequest, control: &mut dyn Control) -> Result<Option<Certified>> {
-        let TopKRequest { a, b, offset, k, .. } = *request;
+        let TopKRequest { a, b, k, .. } = *request;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let (a_norms, b_norms) =
             run_polled(threads, 1, control, |_| Ok((certify::row_norms(a), certify::row_norms(b))))?;
@@ -300,7 +300,7 @@ impl CudaBackend {
             return Ok(None);
         }
         let b_max = b_norms.iter().fold(0f64, |m, &n| m.max(n));
-        let off_max = offset.map_or(0.0, |o| o.iter().fold(0f64, |m, &v| m.max(f64::from(v).abs())));
+        let off_max = request.largest_offset();
         let wide = (4 * k).max(k + 64).min(MAX_K).min(b.rows());
         let plan = self.plan_for(a, b, wide)?;
         let estimates = self.pass(&TopKRequest { k: wide, ..*request }, plan, true, control)?;

@@ -44,6 +44,11 @@ impl<'r> TopKRequest<'r> {
     pub fn with_offset(self, offset: Option<&'r [f32]>) -> Self {
         Self { offset, ..self }
     }
+
+    /// The largest offset in size (0 without offsets), for the filters' error bounds.
+    pub(crate) fn largest_offset(&self) -> f64 {
+        self.offset.map_or(0.0, |o| o.iter().fold(0f64, |m, &v| m.max(f64::from(v).abs())))
+    }
 }
 
 /// Computes top-k requests.
