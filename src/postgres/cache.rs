@@ -70,9 +70,10 @@ fn plain_bytes(cands: &Candidates) -> usize {
     cands.vectors().rows() * 16 + cands.vectors().as_slice().len() * 4
 }
 
-/// Gives candidates about to be cached their prepared copy (the CPU kernel's 16-bit rows) when
-/// both fit `nnn.cache_mb` and `nnn.max_memory_mb`, so that searches of the entry read half
-/// the bytes.
+/// Prepares candidates about to be cached for many searches: their 16-bit copy (the CPU
+/// kernel's rows) when both fit `nnn.cache_mb` and `nnn.max_memory_mb`, so that searches of the
+/// entry read half the bytes, and in any case the slot where the CUDA backend keeps them on
+/// the device between searches (counted against `nnn.cuda_memory_mb`, freed with the entry).
 /// Called before the search that fills the cache, so that it ranks exactly as later searches
 /// of the entry do.
 pub fn prepare(cands: &mut Candidates, what: &str) {
@@ -81,6 +82,8 @@ pub fn prepare(cands: &mut Candidates, what: &str) {
     if plain_bytes(cands) + Candidates::prepared_bytes_for(rows, dim) <= limit {
         let mut control = StatementControl::new(format!("caching {what}"));
         or_raise(cands.prepare(guc::threads(), &mut control), what);
+    } else {
+        cands.prepare_for_device();
     }
 }
 

@@ -4,15 +4,17 @@
 //! rate per tile width (both sides already on the device: the ceiling); the NNN bias build per
 //! tile width with its ratio to that ceiling; plain sgemm of the same tiles with their copies;
 //! TF32 mode with its error against f32; the exact TF32 mode (TF32 shortlists ranked exactly
-//! on the host) with the rows it recomputed; and the CPU backend on the problem scaled down
-//! (M / 50) with every core. Not a test: it only reports. `--quick` divides M by 10.
+//! on the host) with the rows it recomputed; batch search of 1, 100 and 10,000 queries over the
+//! M reference rows as candidates (k = 10, with biases), GPU and CPU backend side by side; and
+//! the CPU backend's bias on the problem scaled down (M / 50) with every core. Not a test: it
+//! only reports. `--quick` divides M by 10.
 
 use cudarc::cublas::sys::cublasOperation_t;
 use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
 use cudarc::driver::CudaContext;
 use nnn_engine::backend::cuda::{CudaBackend, TILE_COLS};
 use nnn_engine::backend::TopKRequest;
-use nnn_engine::{reference_topk, Backend, CpuBackend, Matrix, Unwatched};
+use nnn_engine::{reference_topk, search, Backend, Candidates, CpuBackend, Matrix, Unwatched};
 use rayon::prelude::*;
 use std::time::Instant;
 
@@ -111,6 +113,51 @@ fn resident_rates(ctx: &std::sync::Arc<CudaContext>, cand: &[f32], refs: &[f32],
     out
 }
 
+/// Batch search of the first 1, 100 and 10,000 rows of `queries` over `vectors` as candidates
+/// (biases in 0..0.1, α = 0.75, k = 10): the CPU backend with its 16-bit copy prepared (every
+/// core); the GPU's first search of prepared candidates (copies them and leaves them on the
+/// device), a second one (resident), one of unprepared candidates (copied at every call), and
+/// the exact TF32 mode on resident candidates; with whether each answer equals the CPU's.
+fn batch_search(gpu: &CudaBackend, vectors: &[f32], queries: &[f32], d: usize) {
+    let m = vectors.len() / d;
+    let bias: Vec<f32> = (0..m).map(|j| ((j * 7919) % 1000) as f32 / 10_000.0).collect();
+    let plain = Candidates::new(Matrix::from_slice(vectors, d, "c").unwrap(), Some(bias)).unwrap();
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let cpu = CpuBackend::new(threads).unwrap();
+    let mut kept = plain.clone();
+    let (_, t_prepare) = timed(|| kept.prepare(threads, &mut Unwatched).unwrap());
+    println!("RESULT search.cpu_prepare {t_prepare:.3} s ({m} x d={d} rounded to 16 bits once)");
+    for nq in [1, 100, 10_000] {
+        let q = Matrix::from_slice(&queries[..nq * d], d, "q").unwrap();
+        let run = |b: &dyn Backend, c: &Candidates| timed(|| search(b, c, 0.75, &q, 10, &mut Unwatched).unwrap());
+        let (want, t_cpu) = run(&cpu, &kept);
+        let mut fresh = plain.clone();
+        fresh.prepare_for_device();
+        let (first, t_first) = run(gpu, &fresh);
+        let (resident, t_resident) = run(gpu, &fresh);
+        let (_, t_plain) = run(gpu, &plain);
+        drop(fresh);
+        gpu.set_exact_tf32(true);
+        let _ = run(gpu, &kept);
+        let (exact, t_exact) = run(gpu, &kept);
+        gpu.set_exact_tf32(false);
+        let same = |t: &nnn_engine::TopK| (0..nq).filter(|&r| t.row_indices(r) == want.row_indices(r)).count();
+        println!(
+            "RESULT search.q{nq:<6} cpu {t_cpu:.4} s; cuda first {t_first:.4} s, resident {t_resident:.4} s, unprepared {t_plain:.4} s, exact tf32 resident {t_exact:.4} s; device copy {} MiB",
+            kept.device_bytes() >> 20
+        );
+        println!(
+            "RATIO search.q{nq}.cpu_vs_cuda_resident {:.1}; cpu_vs_cuda_exact_tf32 {:.1}; rows equal to the cpu: f32 first {}/{nq}, resident {}/{nq}, exact tf32 {}/{nq} (bit for bit: {})",
+            t_cpu / t_resident,
+            t_cpu / t_exact,
+            same(&first),
+            same(&resident),
+            same(&exact),
+            exact == want
+        );
+    }
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let (n, m, d, k) = (10_000, if quick { 100_000 } else { 1_000_000 }, 512, 128);
@@ -185,6 +232,7 @@ fn main() {
         }
         None => println!("RESULT cuda.bias_exact_tf32 not run: this host has no AVX2 or rows out of range"),
     }
+    batch_search(&gpu, &refs, &cand, d);
     let small = m / 50;
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
     let cpu = CpuBackend::new(threads).unwrap();

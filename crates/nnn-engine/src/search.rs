@@ -41,13 +41,20 @@ impl<'a> Candidates<'a> {
 
     /// Keeps the vectors prepared for many searches beside them (on `threads` workers): the
     /// CPU backend's 16-bit copy ([`CpuBackend::prepare`]), so that later searches of these
-    /// candidates on the CPU read half the bytes; answers do not change. For candidates
-    /// searched many times (a cache): a single search is faster without it.
+    /// candidates on the CPU read half the bytes, and the slot where the CUDA backend keeps
+    /// them on the device between searches; answers do not change. For candidates searched
+    /// many times (a cache): a single search is faster without it.
     pub fn prepare(&mut self, threads: usize, control: &mut dyn Control) -> Result<()> {
         let vectors = &self.vectors;
         let prepared = run_polled(threads, 1, control, |_| Ok(CpuBackend::prepare(vectors)))?;
         self.prepared = Some(Arc::new(prepared));
         Ok(())
+    }
+
+    /// Prepares the vectors for many searches without the CPU's 16-bit copy (where host
+    /// memory cannot hold it): only the slot where the CUDA backend keeps them on the device.
+    pub fn prepare_for_device(&mut self) {
+        self.prepared = Some(Arc::new(Prepared::unrounded()));
     }
 
     /// Bytes [`Candidates::prepare`] would hold at most for `rows × dim` candidates.
@@ -58,6 +65,11 @@ impl<'a> Candidates<'a> {
     /// Bytes held by the prepared copy (0 without one, or where the CPU cannot use one).
     pub fn prepared_bytes(&self) -> usize {
         self.prepared.as_ref().map_or(0, |p| p.bytes())
+    }
+
+    /// Device bytes a GPU backend keeps for these candidates between searches (0 when none).
+    pub fn device_bytes(&self) -> usize {
+        self.prepared.as_ref().map_or(0, |p| p.device_bytes())
     }
 
     /// The candidate vectors.

@@ -228,3 +228,65 @@ fn exact_tf32_mode_equals_the_cpu_bit_for_bit() {
         g.set_exact_tf32(false);
     }
 }
+
+/// Candidates prepared for many searches (a session's cache) stay on the device after their
+/// first search: later searches answer as unprepared ones and as the CPU (coarse values, so
+/// exactly), their bytes count against the budget, another tile width replaces the copy, a
+/// budget that no longer holds it frees it (the tiles are streamed again), the exact TF32
+/// mode reads it too, and dropping the candidates frees it.
+#[test]
+#[ignore = "needs an NVIDIA GPU: scripts/gpu-check.sh runs it"]
+fn prepared_candidates_stay_on_the_device_between_searches() {
+    let (g, cpu) = (gpu(), CpuBackend::new(2).unwrap());
+    let mut rng = Rng::new(61);
+    let (n, d, k) = (50_000, 32, 20);
+    let bytes = n * d * 4;
+    let c = rng.matrix(n, d, true);
+    let bias: Vec<f32> = (0..n).map(|_| (rng.unit() * 4.0).round() / 4.0).collect();
+    let plain = Candidates::new(Matrix::from_slice(&c, d, "c").unwrap(), Some(bias)).unwrap();
+    let mut kept = plain.clone();
+    kept.prepare(2, &mut Unwatched).unwrap();
+    assert_eq!((kept.device_bytes(), g.resident_bytes()), (0, 0), "nothing on the device before a search");
+    let mut check = |g: &CudaBackend, nq: usize, what: &str| {
+        let q = rng.matrix(nq, d, true);
+        let qm = Matrix::from_slice(&q, d, "q").unwrap();
+        let want = search(&cpu, &plain, 0.75, &qm, k, &mut Unwatched).unwrap();
+        assert_eq!(search(g, &kept, 0.75, &qm, k, &mut Unwatched).unwrap(), want, "{what}: prepared");
+        assert_eq!(search(g, &plain, 0.75, &qm, k, &mut Unwatched).unwrap(), want, "{what}: unprepared");
+    };
+    for nq in [1, 7, 300] {
+        check(&g, nq, &format!("{nq} queries"));
+        assert_eq!((kept.device_bytes(), g.resident_bytes()), (bytes, bytes), "{nq} queries");
+    }
+    g.set_tile_cols(7000);
+    check(&g, 50, "another tile width");
+    assert_eq!((kept.device_bytes(), g.resident_bytes()), (bytes, bytes), "replaced, not added");
+    g.set_memory_limit(bytes / 2);
+    check(&g, 300, "a budget below the copy");
+    assert_eq!((kept.device_bytes(), g.resident_bytes()), (0, 0), "freed when the budget cannot hold it");
+    g.set_memory_limit(0);
+    g.set_tile_cols(nnn_engine::backend::cuda::TILE_COLS);
+    check(&g, 3, "default budget again");
+    assert_eq!(g.resident_bytes(), bytes);
+
+    // exact TF32 on prepared candidates without the CPU's copy (values not exact in f32)
+    let r = rng.matrix(n, d, false);
+    let rm = Matrix::from_slice(&r, d, "r").unwrap();
+    let mut device_only = Candidates::new(rm.clone(), None).unwrap();
+    device_only.prepare_for_device();
+    let q = rng.matrix(64, d, false);
+    let qm = Matrix::from_slice(&q, d, "q").unwrap();
+    let prepared = CpuBackend::prepare(&rm);
+    let want =
+        cpu.topk(&TopKRequest { prepared: Some(&prepared), ..TopKRequest::new(&qm, &rm, k) }, &mut Unwatched).unwrap();
+    g.set_exact_tf32(true);
+    for round in 0..2 {
+        let got = search(&g, &device_only, 0.0, &qm, k, &mut Unwatched).unwrap();
+        assert_eq!(got, want, "exact TF32 on the device copy, search {round}");
+        assert_eq!(device_only.device_bytes(), bytes);
+    }
+    g.set_exact_tf32(false);
+    assert_eq!(g.resident_bytes(), 2 * bytes);
+    drop((kept, device_only));
+    assert_eq!(g.resident_bytes(), 0, "freed with the candidates");
+}

@@ -107,9 +107,17 @@ pub fn exact_from_estimates(
         let picked: Vec<f32> = doubtful.iter().flat_map(|&r| a.rows_slice(r, r + 1).iter().copied()).collect();
         let picked = Matrix::from_slice(&picked, a.dim(), "rows to recompute")?;
         // with `b` prepared, the CPU backend takes its 16-bit path even for a few rows: its
-        // exact pass computes the same scores as `rescore` above
-        let prepared = run_polled(threads, 1, control, |_| Ok(CpuBackend::prepare(b)))?;
-        let again = TopKRequest { prepared: Some(&prepared), ..TopKRequest::new(&picked, b, k).with_offset(offset) };
+        // exact pass computes the same scores as `rescore` above (the request's own copy when
+        // it has one, a session's cache)
+        let made;
+        let prepared = match request.prepared.filter(|p| p.rounded().usable_for(b)) {
+            Some(p) => p,
+            None => {
+                made = run_polled(threads, 1, control, |_| Ok(CpuBackend::prepare(b)))?;
+                &made
+            }
+        };
+        let again = TopKRequest { prepared: Some(prepared), ..TopKRequest::new(&picked, b, k).with_offset(offset) };
         let again = CpuBackend::new(threads)?.topk(&again, control)?;
         for (i, &r) in doubtful.iter().enumerate() {
             top.values[r * k..(r + 1) * k].copy_from_slice(again.row_values(i));

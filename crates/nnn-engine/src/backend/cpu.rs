@@ -342,9 +342,10 @@ fn merge_parts(parts: Vec<(Vec<f32>, Vec<u32>)>, plan: &Plan, rows: usize, cols:
 
 impl Backend for CpuBackend {
     fn topk(&self, request: &TopKRequest, control: &mut dyn Control) -> Result<TopK> {
-        // prepared rows take the 16-bit path whatever the rows of `a`; without, enough rows do
-        let packed = match request.prepared {
-            Some(p) => p.rounded().panels(request.b).map(Some),
+        // prepared rows take the 16-bit path whatever the rows of `a`; without (or prepared
+        // for the GPU only), enough rows do
+        let packed = match request.prepared.and_then(|p| p.rounded().panels(request.b)) {
+            Some(b16) => Some(Some(b16)),
             None => Self::packs(request.a.rows()).then_some(None),
         };
         if let Some(b16) = packed {
@@ -380,7 +381,7 @@ impl CpuBackend {
     /// the current rayon pool: call it from a worker of the engine's pool (e.g. in
     /// [`crate::run::run_polled`]). Holds nothing where the kernel cannot use it.
     pub fn prepare(b: &Matrix) -> Prepared {
-        Prepared { rounded: RoundedRows::new(b) }
+        Prepared::with(RoundedRows::new(b))
     }
 
     /// Bytes [`CpuBackend::prepare`] holds for a `rows × dim` matrix (at most).
@@ -398,6 +399,11 @@ pub(crate) struct RoundedRows {
 }
 
 impl RoundedRows {
+    /// No copy: searches take the f32 path (or round on the fly, as without one).
+    pub(crate) fn none() -> Self {
+        Self { panels: None, rows: 0, dim: 0 }
+    }
+
     /// Rounds the rows of `b` on the current rayon pool.
     fn new(b: &Matrix) -> Self {
         let panels = kernel::available().then(|| Quantized::new(b.as_slice(), b.dim(), NR)).flatten();
@@ -407,6 +413,11 @@ impl RoundedRows {
     /// The panels, if they were made from a matrix of `b`'s shape.
     fn panels(&self, b: &Matrix) -> Option<&Quantized> {
         self.panels.as_ref().filter(|_| self.rows == b.rows() && self.dim == b.dim())
+    }
+
+    /// Whether it holds panels made from a matrix of `b`'s shape.
+    pub(crate) fn usable_for(&self, b: &Matrix) -> bool {
+        self.panels(b).is_some()
     }
 
     /// Bytes held (0 when empty).
@@ -548,6 +559,27 @@ pub(super) mod tests {
             })
             .collect();
         check_exact("mixed norms", &a, &b, d, None, 64);
+    }
+
+    #[test]
+    #[ignore = "needs AVX2: make test runs it (--ignored avx2) where the CPU has it"]
+    fn avx2_columns_prepared_for_the_gpu_only_rank_as_unprepared_ones() {
+        assert!(kernel::available(), "this CPU has no AVX2 kernel");
+        let d = 96;
+        let b = values(3000 * d, 41);
+        let bm = Matrix::from_slice(&b, d, "b").unwrap();
+        let off: Vec<f32> = values(3000, 42).iter().map(|v| 0.1 * v).collect();
+        let device_only = Prepared::unrounded();
+        let backend = CpuBackend::new(2).unwrap();
+        // (enough rows for the 16-bit path, rounded per call; a few rows: the f32 path)
+        for n in [300, 3] {
+            let a = values(n * d, 43 + n as u64);
+            let am = Matrix::from_slice(&a, d, "a").unwrap();
+            let request = TopKRequest::new(&am, &bm, 40).with_offset(Some(&off));
+            let want = backend.topk(&request, &mut crate::Unwatched).unwrap();
+            let got = backend.topk(&TopKRequest { prepared: Some(&device_only), ..request }, &mut crate::Unwatched);
+            assert_eq!(got.unwrap(), want, "{n} rows");
+        }
     }
 
     #[test]

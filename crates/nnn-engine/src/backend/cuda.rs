@@ -3,7 +3,9 @@
 //! compiled by NVRTC at start-up) that keeps only `rows × k` values and indices between tiles.
 //! Host-to-device copies run on a second stream, one tile ahead of the products, from two
 //! page-locked staging buffers that the host fills in turn (pageable copies are several times
-//! slower and block the host). Optional
+//! slower and block the host). A matrix searched many times (prepared, as a session's cache
+//! is) stays on the device between calls when the memory budget holds it ([`Resident`]).
+//! Optional
 //! TF32 products ([`CudaBackend::set_tf32`]) trade exactness for tensor-core speed; the exact
 //! TF32 mode ([`CudaBackend::set_exact_tf32`]) keeps exactness: TF32 products shortlist each
 //! row's columns and the CPU ranks the shortlist exactly ([`super::certify`]). Opening
@@ -23,7 +25,7 @@ use crate::topk::TopK;
 use cudarc::cublas::sys::{cublasMath_t, cublasOperation_t};
 use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
 use cudarc::driver::sys::CUevent_flags;
-use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PinnedHostSlice, PushKernelArg};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -207,6 +209,8 @@ pub struct CudaBackend {
     tile_cols: AtomicUsize,
     tf32: AtomicBool,
     exact_tf32: AtomicBool,
+    /// Device bytes held by prepared matrices' copies ([`Resident`]), shared with them.
+    resident: Arc<AtomicUsize>,
     name: String,
 }
 
@@ -246,6 +250,7 @@ impl CudaBackend {
                 tile_cols: AtomicUsize::new(TILE_COLS),
                 tf32: AtomicBool::new(false),
                 exact_tf32: AtomicBool::new(false),
+                resident: Arc::new(AtomicUsize::new(0)),
                 name,
             })
         })?;
@@ -253,7 +258,8 @@ impl CudaBackend {
         Ok(backend)
     }
 
-    /// Sets the device memory budget of later calls (bytes; 0: 90 % of what is free).
+    /// Sets the device memory budget of later calls (bytes; 0: 90 % of what is free). Copies
+    /// kept on the device between calls ([`Resident`]) count against it.
     pub fn set_memory_limit(&self, bytes: usize) {
         self.memory_limit.store(bytes, Ordering::Relaxed);
     }
@@ -302,8 +308,7 @@ impl CudaBackend {
         let b_max = b_norms.iter().fold(0f64, |m, &n| m.max(n));
         let off_max = request.largest_offset();
         let wide = (4 * k).max(k + 64).min(MAX_K).min(b.rows());
-        let plan = self.plan_for(a, b, wide)?;
-        let estimates = self.pass(&TopKRequest { k: wide, ..*request }, plan, true, control)?;
+        let estimates = self.run(&TopKRequest { k: wide, ..*request }, true, control)?;
         let margins: Vec<f64> = a_norms.iter().map(|&n| certify::tf32_margin(n, b_max, a.dim(), off_max)).collect();
         certify::exact_from_estimates(request, &estimates, &margins, threads, control).map(Some)
     }
@@ -313,28 +318,54 @@ impl CudaBackend {
         &self.name
     }
 
-    /// The plan of a call of `a` against `b` keeping `k` per row, within this call's memory
-    /// budget and with the tile width set now.
-    fn plan_for(&self, a: &Matrix, b: &Matrix, k: usize) -> Result<Plan> {
-        plan(a.rows(), b.rows(), a.dim(), k, self.budget()?, self.tile_cols.load(Ordering::Relaxed))
+    /// Device bytes held now by copies kept between calls ([`Resident`]).
+    pub fn resident_bytes(&self) -> usize {
+        self.resident.load(Ordering::Relaxed)
     }
 
-    /// The memory budget of one call in bytes.
-    fn budget(&self) -> Result<usize> {
+    /// The memory budget of one call in bytes, besides the copies kept on the device for other
+    /// matrices; `own`: bytes of this call's `b` already on the device, which count as free.
+    fn budget(&self, own: usize) -> Result<usize> {
         match self.memory_limit.load(Ordering::Relaxed) {
             0 => {
                 let (free, _) = self.compute.context().mem_get_info().map_err(|e| gpu_error("memory info", e))?;
-                Ok(free / 10 * 9)
+                Ok((free + own) / 10 * 9)
             }
-            limit => Ok(limit),
+            limit => Ok(limit.saturating_sub(self.resident_bytes() - own)),
         }
+    }
+
+    /// `request` in one [`CudaBackend::pass`] planned within the budget. With `b` prepared,
+    /// the pass starts from the tiles an earlier call left in its slot ([`Resident`]) and,
+    /// when its plan keeps `b` on the device, leaves them there for the next call.
+    fn run(&self, request: &TopKRequest, tf32: bool, control: &mut dyn Control) -> Result<TopK> {
+        let TopKRequest { a, b, k, .. } = *request;
+        let slot = request.prepared.map(|p| &p.device);
+        let kept = slot.and_then(Resident::take);
+        let own = kept.as_ref().map_or(0, |r| r.bytes);
+        let plan = plan(a.rows(), b.rows(), a.dim(), k, self.budget(own)?, self.tile_cols.load(Ordering::Relaxed))?;
+        let shape = (b.rows(), b.dim(), plan.tile);
+        // a copy of another shape or tile width, or one the budget no longer holds, is freed
+        // here, before the pass allocates
+        let start = match kept {
+            Some(mut r) if plan.keep_b && r.shape == shape => std::mem::take(&mut r.tiles),
+            other => {
+                drop(other);
+                Vec::new()
+            }
+        };
+        let (top, tiles) = self.pass(request, plan, start, tf32, control)?;
+        if let Some(slot) = slot.filter(|_| plan.keep_b && b.rows() > 0 && tiles.len() == b.rows().div_ceil(plan.tile))
+        {
+            slot.put(DeviceRows::new(tiles, shape, &self.resident));
+        }
+        Ok(top)
     }
 
     /// The products of [`Backend::topk`] (same plan, tiles and copies) without the
     /// merges: the FLOP-rate ceiling the benchmark compares with.
     pub fn plain_sgemm(&self, a: &Matrix, b: &Matrix) -> Result<()> {
-        let plan = self.plan_for(a, b, 0)?;
-        self.pass(&TopKRequest::new(a, b, 0), plan, self.tf32.load(Ordering::Relaxed), &mut Unwatched).map(drop)
+        self.run(&TopKRequest::new(a, b, 0), self.tf32.load(Ordering::Relaxed), &mut Unwatched).map(drop)
     }
 
     /// Compares the device with the CPU backend on a small problem whose products are exact
@@ -357,7 +388,8 @@ impl CudaBackend {
         let (a, b) = (Matrix::from_slice(&a, d, "a")?, Matrix::from_slice(&b, d, "b")?);
         let want = CpuBackend::new(1)?.topk(&TopKRequest::new(&a, &b, k).with_offset(Some(&off)), &mut Unwatched)?;
         for plan in [Plan { block: n, tile, keep_b: true }, Plan { block: 16, tile, keep_b: false }] {
-            if self.pass(&TopKRequest::new(&a, &b, k).with_offset(Some(&off)), plan, false, &mut Unwatched)? != want {
+            let request = TopKRequest::new(&a, &b, k).with_offset(Some(&off));
+            if self.pass(&request, plan, Vec::new(), false, &mut Unwatched)?.0 != want {
                 return Err(EngineError::Device {
                     what: "self-check",
                     message: format!("{} gave another top-k than the CPU ({plan:?})", self.name),
@@ -372,8 +404,17 @@ impl CudaBackend {
     /// page-locked staging buffers used in turn), each block times each tile by cuBLAS, each
     /// score tile merged into the rows' top `k` (k = 0: no merging, an empty result); with
     /// `tf32`, cuBLAS may round the products' inputs to TF32. The host stays at most [`AHEAD`]
-    /// tiles ahead of the device.
-    fn pass(&self, request: &TopKRequest, plan: Plan, tf32: bool, control: &mut dyn Control) -> Result<TopK> {
+    /// tiles ahead of the device. `start`: the first tiles of `b` already on the device (as
+    /// [`plan.tile`](Plan::tile) cuts it); with [`Plan::keep_b`], the tiles on the device at
+    /// the end are returned beside the result.
+    fn pass(
+        &self,
+        request: &TopKRequest,
+        plan: Plan,
+        start: Vec<CudaSlice<f32>>,
+        tf32: bool,
+        control: &mut dyn Control,
+    ) -> Result<(TopK, Vec<CudaSlice<f32>>)> {
         let TopKRequest { a, b, offset, k, .. } = *request;
         let (n, m, d) = (a.rows(), b.rows(), a.dim());
         let width = plan.tile;
@@ -396,30 +437,27 @@ impl CudaBackend {
                 .result()
                 .map_err(|e| gpu_error("cuBLAS math mode", e))?;
             let ctx = s.context();
-            let mut staging = match tiles > 1 {
-                true => vec![
-                    // SAFETY: every staging element is written before it is copied (whole tiles only).
-                    unsafe { ctx.alloc_pinned::<f32>(width * d) }.map_err(alloc)?,
-                    // SAFETY: as above.
-                    unsafe { ctx.alloc_pinned::<f32>(width * d) }.map_err(alloc)?,
-                ],
-                false => Vec::new(),
-            };
+            // made at the first whole tile to copy (none when `b` is one tile or on the device)
+            let mut staging: Vec<PinnedHostSlice<f32>> = Vec::new();
             let mut tile = |t: usize| -> Result<CudaSlice<f32>> {
                 let rows = b.rows_slice(t * width, m.min((t + 1) * width));
-                match staging.get_mut(t % 2) {
-                    Some(buf) if rows.len() == width * d => {
-                        // waits until the copy that last read this buffer is done
-                        parallel_copy(buf.as_mut_slice().map_err(copy)?, rows);
-                        // SAFETY: the whole slice is written by the copy below before any use.
-                        let mut dst = unsafe { cs.alloc::<f32>(width * d) }.map_err(alloc)?;
-                        cs.memcpy_htod(buf, &mut dst).map_err(copy)?;
-                        Ok(dst)
-                    }
-                    _ => cs.clone_htod(rows).map_err(copy),
+                if tiles == 1 || rows.len() < width * d {
+                    return cs.clone_htod(rows).map_err(copy);
                 }
+                while staging.len() < 2 {
+                    // SAFETY: every staging element is written before it is copied (whole tiles only).
+                    staging.push(unsafe { ctx.alloc_pinned::<f32>(width * d) }.map_err(alloc)?);
+                }
+                let buf = &mut staging[t % 2];
+                // waits until the copy that last read this buffer is done
+                parallel_copy(buf.as_mut_slice().map_err(copy)?, rows);
+                // SAFETY: the whole slice is written by the copy below before any use.
+                let mut dst = unsafe { cs.alloc::<f32>(width * d) }.map_err(alloc)?;
+                cs.memcpy_htod(buf, &mut dst).map_err(copy)?;
+                Ok(dst)
             };
-            let mut on_device: Vec<Option<CudaSlice<f32>>> = (0..tiles).map(|_| None).collect();
+            let mut on_device: Vec<Option<CudaSlice<f32>>> = start.into_iter().map(Some).collect();
+            on_device.resize_with(tiles, || None);
             let mut scores = s.alloc_zeros::<f32>(plan.block * width).map_err(alloc)?;
             let off = s.clone_htod(offset.unwrap_or(&[0.0])).map_err(copy)?;
             let has_offset = offset.is_some() as i32;
@@ -478,7 +516,8 @@ impl CudaBackend {
             }
             s.synchronize().map_err(|e| gpu_error("synchronize", e))?;
             s.context().check_err().map_err(|e| gpu_error("stream events", e))?;
-            Ok(TopK { rows: n, k, values, indices })
+            let kept = on_device.into_iter().flatten().collect();
+            Ok((TopK { rows: n, k, values, indices }, kept))
         })
     }
 }
@@ -526,9 +565,68 @@ fn product(
     unsafe { blas.gemm(cfg, b, a, scores) }.map_err(|e| gpu_error("sgemm", e))
 }
 
+/// The CUDA backend's slot in [`super::Prepared`]: the tiles of a matrix searched many times,
+/// left on the device by a call whose plan kept them there ([`Plan::keep_b`]), so that later
+/// calls copy only their queries; freed with the slot (a session's cache entry), and when a
+/// later call plans another tile width or no longer has room for them. Their bytes count
+/// against the budget of every call ([`CudaBackend::set_memory_limit`]).
+#[derive(Default)]
+pub struct Resident(Mutex<Option<DeviceRows>>);
+
+impl Resident {
+    /// Device bytes held.
+    pub fn bytes(&self) -> usize {
+        self.lock().as_ref().map_or(0, |r| r.bytes)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<DeviceRows>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// What the slot holds, taken out for a call (put back by [`Resident::put`]).
+    fn take(&self) -> Option<DeviceRows> {
+        self.lock().take()
+    }
+
+    /// Keeps `rows` in the slot.
+    fn put(&self, rows: DeviceRows) {
+        *self.lock() = Some(rows);
+    }
+}
+
+/// A `rows × dim` matrix on the device in tiles of `width` rows (the last one fewer), counted
+/// in the backend's total while held.
+struct DeviceRows {
+    tiles: Vec<CudaSlice<f32>>,
+    /// (rows, dim, width).
+    shape: (usize, usize, usize),
+    bytes: usize,
+    counted: Arc<AtomicUsize>,
+}
+
+impl DeviceRows {
+    /// Holds `tiles` of a matrix of `shape`, adding their bytes to `counted`.
+    fn new(tiles: Vec<CudaSlice<f32>>, shape: (usize, usize, usize), counted: &Arc<AtomicUsize>) -> Self {
+        let bytes = shape.0 * shape.1 * 4;
+        counted.fetch_add(bytes, Ordering::Relaxed);
+        Self { tiles, shape, bytes, counted: counted.clone() }
+    }
+}
+
+impl Drop for DeviceRows {
+    fn drop(&mut self) {
+        self.counted.fetch_sub(self.bytes, Ordering::Relaxed);
+        // the tiles are freed next, maybe on a thread that never used the device (a session's
+        // main thread dropping its cache entry): the context must be current there
+        if let Some(t) = self.tiles.first() {
+            t.context().record_err(t.context().bind_to_thread());
+        }
+    }
+}
+
 impl Backend for CudaBackend {
     fn topk(&self, request: &TopKRequest, control: &mut dyn Control) -> Result<TopK> {
-        let TopKRequest { a, b, k, .. } = *request;
+        let k = request.k;
         if k > MAX_K {
             return Err(EngineError::KOutOfRange { k, max: MAX_K, what: "k on the CUDA backend" });
         }
@@ -537,8 +635,7 @@ impl Backend for CudaBackend {
                 return Ok(exact.top);
             }
         }
-        let plan = self.plan_for(a, b, k)?;
-        self.pass(request, plan, self.tf32.load(Ordering::Relaxed), control)
+        self.run(request, self.tf32.load(Ordering::Relaxed), control)
     }
 }
 
@@ -572,6 +669,21 @@ mod tests {
         // Wider tiles cost device memory per row: the same budget holds fewer rows.
         let wide = plan(n, m, d, k, tight, 4 * tile).unwrap();
         assert!(wide.tile == 4 * tile && wide.block < (tight - streamed) / per_row, "{wide:?}");
+    }
+
+    #[test]
+    fn device_copies_count_from_when_they_are_kept_until_they_are_dropped() {
+        let counted = Arc::new(AtomicUsize::new(0));
+        let slot = Resident::default();
+        slot.put(DeviceRows::new(Vec::new(), (1000, 64, 512), &counted));
+        assert_eq!((slot.bytes(), counted.load(Ordering::Relaxed)), (256_000, 256_000));
+        let taken = slot.take().expect("kept");
+        assert_eq!((slot.bytes(), counted.load(Ordering::Relaxed)), (0, 256_000), "held while taken out");
+        drop(taken);
+        assert_eq!(counted.load(Ordering::Relaxed), 0);
+        slot.put(DeviceRows::new(Vec::new(), (10, 8, 4), &counted));
+        drop(slot);
+        assert_eq!(counted.load(Ordering::Relaxed), 0, "freed with the slot");
     }
 
     #[test]

@@ -38,6 +38,19 @@ impl CudaBackend {
     }
 }
 
+/// The device slot of [`super::Prepared`] in a build without CUDA: always empty.
+#[derive(Debug, Default)]
+pub struct Resident {
+    _empty: (),
+}
+
+impl Resident {
+    /// Device bytes held: none.
+    pub fn bytes(&self) -> usize {
+        0
+    }
+}
+
 impl Backend for CudaBackend {
     fn topk(&self, _request: &TopKRequest, _control: &mut dyn Control) -> Result<TopK> {
         match self.never {}

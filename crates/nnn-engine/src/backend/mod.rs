@@ -58,18 +58,35 @@ pub trait Backend: Sync {
     fn topk(&self, request: &TopKRequest, control: &mut dyn Control) -> Result<TopK>;
 }
 
-/// A matrix prepared once by the backend that can use it, kept beside the matrix while it
-/// is searched many times (a session's cache). Opaque: only its maker reads it; answers are
-/// the same with or without it. Today: the CPU backend's 16-bit copy
-/// ([`cpu::CpuBackend::prepare`]).
+/// A matrix prepared once for many requests, kept beside the matrix while it is searched
+/// many times (a session's cache). Opaque: only the backends read it; answers are the same
+/// with or without it. It holds the CPU backend's 16-bit copy ([`cpu::CpuBackend::prepare`];
+/// empty where not made or not usable) and a slot where the CUDA backend keeps the matrix on
+/// the device between calls ([`cuda::Resident`]).
 pub struct Prepared {
     rounded: cpu::RoundedRows,
+    device: cuda::Resident,
 }
 
 impl Prepared {
-    /// Bytes held.
+    /// Prepared without the CPU's 16-bit copy: only the device slot.
+    pub fn unrounded() -> Self {
+        Self::with(cpu::RoundedRows::none())
+    }
+
+    /// Prepared with the CPU's 16-bit copy `rounded`.
+    pub(crate) fn with(rounded: cpu::RoundedRows) -> Self {
+        Self { rounded, device: cuda::Resident::default() }
+    }
+
+    /// Host bytes held (the 16-bit copy).
     pub fn bytes(&self) -> usize {
         self.rounded.bytes()
+    }
+
+    /// Device bytes held (the CUDA backend's copy; counted against its memory budget).
+    pub fn device_bytes(&self) -> usize {
+        self.device.bytes()
     }
 
     /// The CPU backend's 16-bit copy.
@@ -80,6 +97,6 @@ impl Prepared {
 
 impl std::fmt::Debug for Prepared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Prepared({:?})", self.rounded)
+        write!(f, "Prepared({:?}, {} device bytes)", self.rounded, self.device_bytes())
     }
 }
