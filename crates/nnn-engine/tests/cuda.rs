@@ -28,13 +28,15 @@ fn without_a_gpu_the_backend_is_an_error_not_a_crash() {
     }
 }
 
-/// NVRTC compiles the merge kernel without a GPU; `make test` provides libnvrtc from PyPI
+/// NVRTC compiles the kernels (the merge, the exact scores) without a GPU; `make test` provides libnvrtc from PyPI
 /// (nvidia-cuda-nvrtc-cu12) and runs this.
 #[test]
 #[ignore = "needs libnvrtc: make test provides it"]
-fn nvrtc_compiles_the_merge_kernel() {
+fn nvrtc_compiles_the_kernels() {
     let ptx = kernel_ptx().expect("NVRTC present and the kernel compiles");
-    assert!(ptx.to_src().contains(".entry merge_topk"), "PTX without the kernel entry");
+    for entry in [".entry merge_topk", ".entry exact_scores"] {
+        assert!(ptx.to_src().contains(entry), "PTX without {entry}");
+    }
 }
 
 #[test]
@@ -191,8 +193,9 @@ fn tile_widths_and_staging_buffers_do_not_change_results() {
 }
 
 /// The exact TF32 mode gives the CPU backend's exact pass bit for bit (values and tie order)
-/// on data whose products are not exact in f32, with and without offsets, and through
-/// `topk`; near-duplicate columns, whose TF32 estimates cannot tell them apart, leave some
+/// on data whose products are not exact in f32, with and without offsets, with the
+/// shortlists scored on the device (the `exact_scores` kernel) and, under a budget that streams
+/// `b`, on the host, and through `topk`; near-duplicate columns, whose TF32 estimates cannot tell them apart, leave some
 /// rows to the host, and those are exact too.
 #[test]
 #[ignore = "needs an NVIDIA GPU: scripts/gpu-check.sh runs it"]
@@ -220,6 +223,15 @@ fn exact_tf32_mode_equals_the_cpu_bit_for_bit() {
         let certified = g.topk_exact_tf32(&request, &mut Unwatched).unwrap().expect("the mode runs here");
         println!("{m} x {n} x d={d}, k={k}: {} rows recomputed on the host", certified.recomputed);
         assert_eq!(certified.top, want, "shape {m}x{n}x{d} k={k}");
+        assert!(certified.scores_given, "b stays on the device: the shortlists are scored there");
+        // a budget that streams b's tiles: the shortlists are scored on the host instead
+        g.set_tile_cols(1000);
+        g.set_memory_limit((n * d * 4).min(8 << 20) - 1);
+        let streamed = g.topk_exact_tf32(&request, &mut Unwatched).unwrap().expect("the mode runs here");
+        g.set_tile_cols(nnn_engine::backend::cuda::TILE_COLS);
+        g.set_memory_limit(0);
+        assert_eq!(streamed.top, want, "shape {m}x{n}x{d} k={k}, streamed");
+        assert!(!streamed.scores_given, "b streamed: scored on the host");
         if crowded {
             assert!(certified.recomputed > 0, "no row recomputed among near-duplicates");
         }

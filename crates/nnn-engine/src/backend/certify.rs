@@ -62,6 +62,9 @@ pub struct Certified {
     pub top: TopK,
     /// Rows whose shortlist could not be certified, ranked from scratch on the CPU.
     pub recomputed: usize,
+    /// Whether the shortlists' exact scores were given (computed on the GPU) rather than
+    /// computed on the host.
+    pub scores_given: bool,
 }
 
 /// The exact top `k` of `a` against `b` (minus `offset`) as the CPU backend's exact pass ranks
@@ -77,10 +80,13 @@ pub fn exact_from_estimates(
     threads: usize,
     control: &mut dyn Control,
 ) -> Result<Certified> {
-    let TopKRequest { a, b, offset, k, .. } = *request;
-    let (rows, wide) = (a.rows(), estimates.k);
-    debug_assert!(wide >= k && wide <= b.rows() && margins.len() == rows && estimates.rows == rows);
-    let off = padded_offsets(offset, b.rows());
+    exact_from_scores(request, estimates, &shortlists(estimates), None, margins, threads, control)
+}
+
+/// Each row's columns of `estimates` in increasing order: the pairs whose exact scores
+/// [`exact_from_scores`] ranks.
+pub(crate) fn shortlists(estimates: &TopK) -> Shortlists {
+    let (rows, wide) = (estimates.rows, estimates.k);
     let mut short = Shortlists { starts: Vec::with_capacity(rows + 1), cols: Vec::with_capacity(rows * wide) };
     short.starts.push(0);
     for r in 0..rows {
@@ -89,9 +95,28 @@ pub fn exact_from_estimates(
         short.cols[start..].sort_unstable();
         short.starts.push(short.cols.len());
     }
+    short
+}
+
+/// [`exact_from_estimates`] with its shortlists (`short`, from [`shortlists`]) and, in
+/// `scored`, their exact scores in the same order when they were computed elsewhere with the
+/// CPU's exact operations (the GPU's `exact_scores` kernel); computed here otherwise.
+pub(crate) fn exact_from_scores(
+    request: &TopKRequest,
+    estimates: &TopK,
+    short: &Shortlists,
+    scored: Option<&[f32]>,
+    margins: &[f64],
+    threads: usize,
+    control: &mut dyn Control,
+) -> Result<Certified> {
+    let TopKRequest { a, b, offset, k, .. } = *request;
+    let (rows, wide) = (a.rows(), estimates.k);
+    debug_assert!(wide >= k && wide <= b.rows() && margins.len() == rows && estimates.rows == rows);
+    debug_assert!(scored.is_none_or(|s| s.len() == short.cols.len()));
+    let off = padded_offsets(offset, b.rows());
     let mut top =
-        run_polled(threads, (rows * wide) as u64, control, |progress| rescore(a, b, &off, &short, k, progress))?;
-    drop(short);
+        run_polled(threads, (rows * wide) as u64, control, |progress| rescore(a, b, &off, short, scored, k, progress))?;
     // every column kept: nothing unseen to doubt
     let doubtful: Vec<usize> = match wide == b.rows() {
         true => Vec::new(),
@@ -124,7 +149,7 @@ pub fn exact_from_estimates(
             top.indices[r * k..(r + 1) * k].copy_from_slice(again.row_indices(i));
         }
     }
-    Ok(Certified { top, recomputed: doubtful.len() })
+    Ok(Certified { top, recomputed: doubtful.len(), scores_given: scored.is_some() })
 }
 
 /// Whether this CPU can run [`exact_from_estimates`] (its exact pass is the AVX2 kernel's) on
@@ -144,6 +169,7 @@ pub fn row_norms(m: &Matrix) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::super::cpu::tests::values;
+    use super::super::rescore::exact_score;
     use super::*;
     use crate::Unwatched;
 
@@ -269,6 +295,18 @@ mod tests {
                     let (est, margins) = estimates(&am, &bm, offset.unwrap_or(&zeros), wide, nearest);
                     let got = exact_from_estimates(&request, &est, &margins, 2, &mut Unwatched).unwrap();
                     assert_eq!(got.top, want, "{what}, k={k}");
+                    // the shortlists' scores given (as the GPU computes them), not computed here
+                    let short = shortlists(&est);
+                    let pad = padded_offsets(offset, bm.rows());
+                    let scored: Vec<f32> = (0..am.rows())
+                        .flat_map(|r| short.cols[short.starts[r]..short.starts[r + 1]].iter().map(move |&j| (r, j)))
+                        // SAFETY: the CPU has the kernel (asserted); equal lengths.
+                        .map(|(r, j)| unsafe { exact_score(am.rows_slice(r, r + 1), &bm, j as usize, &pad) })
+                        .collect();
+                    let given =
+                        exact_from_scores(&request, &est, &short, Some(&scored), &margins, 2, &mut Unwatched).unwrap();
+                    assert_eq!((given.top, given.recomputed), (got.top, got.recomputed), "{what}, k={k}: scores given");
+                    assert!(given.scores_given && !got.scores_given);
                     if let Some(doubt) = doubt {
                         assert_eq!(got.recomputed > 0, doubt, "{what}, k={k}: {} rows recomputed", got.recomputed);
                     }

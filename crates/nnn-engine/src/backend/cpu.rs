@@ -297,7 +297,7 @@ impl CpuBackend {
                 }
             }
             drop(parts);
-            rescore(a, b, &off, &short, k, progress).map(Some)
+            rescore(a, b, &off, &short, None, k, progress).map(Some)
         })
         .transpose()
     }

@@ -16,16 +16,19 @@
 //! own threads inherit that mask.
 
 use super::certify::{self, Certified};
+use super::cpu::padded_offsets;
 use super::{cpu::CpuBackend, Backend, TopKRequest};
 use crate::control::{Control, Unwatched};
 use crate::error::{EngineError, Result};
 use crate::matrix::Matrix;
 use crate::run::run_polled;
-use crate::topk::TopK;
+use crate::topk::{Shortlists, TopK};
 use cudarc::cublas::sys::{cublasMath_t, cublasOperation_t};
 use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
 use cudarc::driver::sys::CUevent_flags;
-use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PinnedHostSlice, PushKernelArg};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PinnedHostSlice, PushKernelArg,
+};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -120,6 +123,38 @@ extern "C" __global__ void merge_topk(const float* __restrict__ scores, const fl
     __syncthreads();
     for (int t = threadIdx.x; t < k; t += blockDim.x) { tv[t] = sv[t]; ti[t] = si[t]; }
 }
+
+// One warp per shortlisted pair (row `p / wide` of `a`, column `cols[p]` of b, found in its
+// tile): the CPU kernel's exact dot product (kernel::dot) with the same f32 operations in the
+// same order, so the same bits. Lane l holds the CPU's accumulator lane l % 8 of register
+// l / 8: FMA over chunks of 32 values, then chunks of 8 in the first register, then
+// (r0 + r1) + (r2 + r3) lane by lane, the upper four lanes onto the lower four, lanes 2 and 3
+// onto 0 and 1, lane 1 onto 0; the last d % 8 values by FMA one by one; then minus the
+// offset. Explicit _rn intrinsics, so the compiler fuses or reorders nothing.
+extern "C" __global__ void exact_scores(const float* __restrict__ a, const unsigned long long* __restrict__ tiles,
+                                        int width, int d, const float* __restrict__ offset,
+                                        const unsigned* __restrict__ cols, int wide, long long pairs,
+                                        float* __restrict__ out) {
+    long long p = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    int lane = threadIdx.x & 31;
+    if (p >= pairs) return;
+    unsigned j = cols[p];
+    const float* x = a + (size_t)(p / wide) * d;
+    const float* y = (const float*)tiles[j / width] + (size_t)(j % width) * d;
+    float acc = 0.0f;
+    int i = 0;
+    for (; i + 32 <= d; i += 32) acc = __fmaf_rn(x[i + lane], y[i + lane], acc);
+    for (; i + 8 <= d; i += 8) if (lane < 8) acc = __fmaf_rn(x[i + lane], y[i + lane], acc);
+    const unsigned all = 0xffffffffu;
+    acc = __fadd_rn(acc, __shfl_down_sync(all, acc, 8));
+    acc = __fadd_rn(acc, __shfl_down_sync(all, acc, 16));
+    acc = __fadd_rn(acc, __shfl_down_sync(all, acc, 4));
+    acc = __fadd_rn(acc, __shfl_down_sync(all, acc, 2));
+    acc = __fadd_rn(acc, __shfl_down_sync(all, acc, 1));
+    if (lane != 0) return;
+    for (; i < d; i++) acc = __fmaf_rn(x[i], y[i], acc);
+    out[p] = __fsub_rn(acc, offset[j]);
+}
 "#;
 
 /// Why CUDA cannot be used here, checked without touching the driver beyond loading it.
@@ -145,7 +180,8 @@ pub fn unavailable() -> Option<String> {
     None
 }
 
-/// The merge kernel compiled to PTX by NVRTC (needs libnvrtc, not a GPU).
+/// The kernels (the merge, the exact scores) compiled to PTX by NVRTC (needs libnvrtc, not a
+/// GPU).
 pub fn kernel_ptx() -> Result<cudarc::nvrtc::Ptx> {
     // SAFETY: only tries to dlopen the library, so a missing one is an error, not a panic.
     if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
@@ -205,6 +241,7 @@ pub struct CudaBackend {
     /// cuBLAS on `compute`, locked for a whole call (the math mode is set per call).
     blas: Mutex<CudaBlas>,
     merge: CudaFunction,
+    exact: CudaFunction,
     memory_limit: AtomicUsize,
     tile_cols: AtomicUsize,
     tf32: AtomicBool,
@@ -241,11 +278,13 @@ impl CudaBackend {
             let ptx = kernel_ptx()?;
             let module = ctx.load_module(ptx).map_err(|e| gpu_error("module", e))?;
             let merge = module.load_function("merge_topk").map_err(|e| gpu_error("kernel", e))?;
+            let exact = module.load_function("exact_scores").map_err(|e| gpu_error("kernel", e))?;
             Ok(Self {
                 compute,
                 copy,
                 blas: Mutex::new(blas),
                 merge,
+                exact,
                 memory_limit: AtomicUsize::new(memory_limit),
                 tile_cols: AtomicUsize::new(TILE_COLS),
                 tf32: AtomicBool::new(false),
@@ -308,9 +347,19 @@ impl CudaBackend {
         let b_max = b_norms.iter().fold(0f64, |m, &n| m.max(n));
         let off_max = request.largest_offset();
         let wide = (4 * k).max(k + 64).min(MAX_K).min(b.rows());
-        let estimates = self.run(&TopKRequest { k: wide, ..*request }, true, control)?;
+        let off = padded_offsets(request.offset, b.rows());
+        // the shortlists' exact scores on the device while `b` is there, else on the host
+        let (estimates, short, scored) =
+            self.run_then(&TopKRequest { k: wide, ..*request }, true, control, |tiles, width, estimates, control| {
+                let short = certify::shortlists(&estimates);
+                let scored = match tiles.is_empty() {
+                    true => None,
+                    false => Some(self.exact_scores(a, tiles, width, &off, &short, control)?),
+                };
+                Ok((estimates, short, scored))
+            })?;
         let margins: Vec<f64> = a_norms.iter().map(|&n| certify::tf32_margin(n, b_max, a.dim(), off_max)).collect();
-        certify::exact_from_estimates(request, &estimates, &margins, threads, control).map(Some)
+        certify::exact_from_scores(request, &estimates, &short, scored.as_deref(), &margins, threads, control).map(Some)
     }
 
     /// The device's name, e.g. "NVIDIA H100 80GB HBM3".
@@ -339,6 +388,19 @@ impl CudaBackend {
     /// the pass starts from the tiles an earlier call left in its slot ([`Resident`]) and,
     /// when its plan keeps `b` on the device, leaves them there for the next call.
     fn run(&self, request: &TopKRequest, tf32: bool, control: &mut dyn Control) -> Result<TopK> {
+        self.run_then(request, tf32, control, |_, _, top, _| Ok(top))
+    }
+
+    /// [`CudaBackend::run`], then `then` with `b`'s tiles on the device (`width` rows each;
+    /// none when the plan streamed them), the pass's result and `control`, before the tiles
+    /// are kept or freed.
+    fn run_then<T>(
+        &self,
+        request: &TopKRequest,
+        tf32: bool,
+        control: &mut dyn Control,
+        then: impl FnOnce(&[CudaSlice<f32>], usize, TopK, &mut dyn Control) -> Result<T>,
+    ) -> Result<T> {
         let TopKRequest { a, b, k, .. } = *request;
         let slot = request.prepared.map(|p| &p.device);
         let kept = slot.and_then(Resident::take);
@@ -355,11 +417,57 @@ impl CudaBackend {
             }
         };
         let (top, tiles) = self.pass(request, plan, start, tf32, control)?;
-        if let Some(slot) = slot.filter(|_| plan.keep_b && b.rows() > 0 && tiles.len() == b.rows().div_ceil(plan.tile))
-        {
+        let whole = plan.keep_b && b.rows() > 0 && tiles.len() == b.rows().div_ceil(plan.tile);
+        let out = then(if whole { &tiles } else { &[] }, plan.tile, top, control)?;
+        if let Some(slot) = slot.filter(|_| whole) {
             slot.put(DeviceRows::new(tiles, shape, &self.resident));
         }
-        Ok(top)
+        Ok(out)
+    }
+
+    /// The exact scores of the pairs of `short` (the same number of columns for every row of
+    /// `a`), in its order, by the `exact_scores` kernel from `b`'s `tiles` (`width` rows each)
+    /// minus `off` (one per row of `b`): the bits of the CPU's exact pass.
+    fn exact_scores(
+        &self,
+        a: &Matrix,
+        tiles: &[CudaSlice<f32>],
+        width: usize,
+        off: &[f32],
+        short: &Shortlists,
+        control: &mut dyn Control,
+    ) -> Result<Vec<f32>> {
+        let pairs = short.cols.len();
+        let wide = pairs / a.rows().max(1);
+        debug_assert!(short.starts.windows(2).all(|w| w[1] - w[0] == wide));
+        run_polled(1, 1, control, |_| {
+            let s = &self.compute;
+            let (copy, alloc) = (|e| gpu_error("copy", e), |e| gpu_error("alloc", e));
+            let a_dev = s.clone_htod(a.as_slice()).map_err(copy)?;
+            let off_dev = s.clone_htod(off).map_err(copy)?;
+            let cols = s.clone_htod(&short.cols).map_err(copy)?;
+            // (the guards make later uses of each tile wait for this kernel's reads)
+            let (pointers, _reads): (Vec<u64>, Vec<_>) = tiles.iter().map(|t| t.device_ptr(s)).unzip();
+            let pointers = s.clone_htod(&pointers).map_err(copy)?;
+            let mut out = s.alloc_zeros::<f32>(pairs.max(1)).map_err(alloc)?;
+            let warps_per_block = (THREADS / 32) as usize;
+            let cfg = LaunchConfig {
+                grid_dim: (pairs.div_ceil(warps_per_block).max(1) as u32, 1, 1),
+                block_dim: (THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let (width_i, d_i, wide_i, pairs_i) = (width as i32, a.dim() as i32, wide as i32, pairs as i64);
+            let mut launch = s.launch_builder(&self.exact);
+            launch.arg(&a_dev).arg(&pointers).arg(&width_i).arg(&d_i).arg(&off_dev).arg(&cols);
+            launch.arg(&wide_i).arg(&pairs_i).arg(&mut out);
+            // SAFETY: the arguments match the kernel's signature; every column of `cols` is a row
+            // of `b`, held by the tile its index divided by `width` names.
+            unsafe { launch.launch(cfg) }.map_err(|e| gpu_error("exact scores kernel", e))?;
+            let mut scores = vec![0f32; pairs];
+            s.memcpy_dtoh(&out.slice(..pairs), &mut scores).map_err(copy)?;
+            s.synchronize().map_err(|e| gpu_error("synchronize", e))?;
+            Ok(scores)
+        })
     }
 
     /// The products of [`Backend::topk`] (same plan, tiles and copies) without the
@@ -669,6 +777,53 @@ mod tests {
         // Wider tiles cost device memory per row: the same budget holds fewer rows.
         let wide = plan(n, m, d, k, tight, 4 * tile).unwrap();
         assert!(wide.tile == 4 * tile && wide.block < (tight - streamed) / per_row, "{wide:?}");
+    }
+
+    /// The `exact_scores` kernel's operations for one pair as a warp runs them, lane by lane
+    /// (a shuffle from beyond the last lane returns the lane's own value, as on the device).
+    fn warp_dot(x: &[f32], y: &[f32]) -> f32 {
+        let d = x.len();
+        let mut acc = [0f32; 32];
+        let mut i = 0;
+        while i + 32 <= d {
+            (0..32).for_each(|l| acc[l] = x[i + l].mul_add(y[i + l], acc[l]));
+            i += 32;
+        }
+        while i + 8 <= d {
+            (0..8).for_each(|l| acc[l] = x[i + l].mul_add(y[i + l], acc[l]));
+            i += 8;
+        }
+        for delta in [8, 16, 4, 2, 1] {
+            let before = acc;
+            (0..32).for_each(|l| acc[l] = before[l] + before.get(l + delta).copied().unwrap_or(before[l]));
+        }
+        let mut s = acc[0];
+        while i < d {
+            s = x[i].mul_add(y[i], s);
+            i += 1;
+        }
+        s
+    }
+
+    /// The device's exact scores are the CPU's exact pass's bits only if the kernel's lanes
+    /// and shuffles perform the CPU kernel's operations in its order: checked here, in
+    /// emulation, for every length up to 100 and the usual embedding sizes, at scales from
+    /// tiny to huge; the kernel itself is checked on a GPU
+    /// (`tests/cuda.rs::exact_tf32_mode_equals_the_cpu_bit_for_bit`).
+    #[test]
+    #[ignore = "needs AVX2: make test runs it (--ignored avx2) where the CPU has it"]
+    fn avx2_the_exact_scores_kernel_s_order_is_the_cpu_kernel_s() {
+        assert!(crate::backend::kernel::available(), "this CPU has no AVX2 kernel");
+        let values = crate::backend::cpu::tests::values;
+        for d in (1..=100).chain([384, 512, 768, 1000, 1536]) {
+            for (seed, scale) in [(1u64, 1.0f32), (2, 1e-20), (3, 1e15)] {
+                let (x, y) = (values(d, seed + d as u64), values(d, 7 * seed + d as u64));
+                let x: Vec<f32> = x.iter().map(|v| v * scale).collect();
+                // SAFETY: the CPU has the kernel (asserted); equal lengths.
+                let cpu = unsafe { crate::backend::kernel::dot(&x, &y) };
+                assert_eq!(warp_dot(&x, &y).to_bits(), cpu.to_bits(), "d={d}, scale {scale}");
+            }
+        }
     }
 
     #[test]

@@ -37,17 +37,29 @@ pub(crate) unsafe fn exact_score(x: &[f32], b: &Matrix, j: usize, off: &[f32]) -
 /// ranked.
 /// Panics where the CPU lacks the AVX2 kernel (the 16-bit path that makes shortlists runs only
 /// where it has it).
+/// `scored`: the scores of every shortlisted pair, in the order of `short`, already computed
+/// elsewhere with the same operations (the GPU's `exact_scores` kernel); then only the
+/// selection runs here.
 pub(crate) fn rescore(
     a: &Matrix,
     b: &Matrix,
     off: &[f32],
     short: &Shortlists,
+    scored: Option<&[f32]>,
     k: usize,
     progress: &Progress,
 ) -> Result<TopK> {
     assert!(kernel::available(), "the exact pass needs the AVX2 kernel");
-    let values = if b.rows() > a.rows() { Some(by_columns(a, b, off, short, progress)?) } else { None };
-    select(a, b, off, short, values.as_deref(), k, progress)
+    let computed;
+    let values = match scored {
+        Some(v) => Some(v),
+        None if b.rows() > a.rows() => {
+            computed = by_columns(a, b, off, short, progress)?;
+            Some(computed.as_slice())
+        }
+        None => None,
+    };
+    select(a, b, off, short, values, k, progress)
 }
 
 /// The scores of all shortlisted pairs, in row order, computed column by column so that `b`
