@@ -4,7 +4,10 @@
 #                                gpu-bin/ (git-ignored; the device call carries it: carry ["gpu-bin"])
 #   scripts/gpu-check.sh run     there: finds the CUDA libraries, runs every GPU test (the ones
 #                                ignored without a GPU) and the benchmark, copies both outputs
-#                                to $OUT (tests.txt, bench.txt); about 2 minutes on an H100.
+#                                to $OUT (tests.txt, bench.txt); about 2 minutes on an H100
+#                                before the batch-search lines were added (their CPU side,
+#                                10,000 queries over 1,000,000 x 512, adds about 20 s on 16
+#                                cores: an estimate, not measured).
 # The device call: scripts/gpu-check.sh run   (timeout_s 420, carry ["gpu-bin"])
 set -euo pipefail
 cd "$(dirname "$0")/.."
