@@ -5,6 +5,7 @@ import numpy as np
 import psycopg
 import pytest
 
+from copy_vectors import copy_vectors
 from conftest import SMALL, load_wordnet_small, read_f16
 
 
@@ -85,6 +86,31 @@ def test_the_cache_keeps_a_16_bit_copy_and_answers_as_the_call_that_filled_it(co
         conn.execute("RESET nnn.cache_mb")
         assert [i for i, _ in cached] == [i for i, _ in fresh]
         assert max(abs(a - b) for (_, a), (_, b) in zip(cached, fresh)) <= 1e-5
+
+
+def test_a_cache_without_room_for_the_16_bit_copy_answers_as_a_fresh_read(connect):
+    """An entry that fits nnn.cache_mb only without its 16-bit copy is kept without it (prepared
+    for a GPU only): a batch of 200 queries from it ranks as the call that filled it and as a
+    fresh read, bit for bit."""
+    conn = connect()
+    rng = np.random.default_rng(7)
+    n, dim = 3000, 384
+    cand, ref = rng.standard_normal((n, dim), dtype=np.float32), rng.standard_normal((500, dim), dtype=np.float32)
+    conn.execute("CREATE TABLE wr_cand (id bigint PRIMARY KEY, emb real[])")
+    conn.execute("CREATE TABLE wr_ref (emb real[])")
+    copy_vectors(conn, "wr_cand", np.arange(n), cand)
+    copy_vectors(conn, "wr_ref", None, ref)
+    conn.execute("SELECT nnn.create_index('wr', 'wr_cand', 'id', 'emb', 'wr_ref', 'emb')")
+    plain = n * (16 + 4 * dim)  # 4.6 MB; with the 16-bit copy about 7 MB
+    conn.execute("SET nnn.cache_mb = 6")
+    queries = rng.standard_normal((200, dim), dtype=np.float32).astype("<f4").tobytes()
+    sql = "SELECT * FROM nnn_search_batch('wr', %s, 384, 10)"
+    first = conn.execute(sql, (queries,)).fetchall()  # reads the table, fills the cache
+    assert conn.execute("SELECT rows, bytes FROM nnn.cache_info() WHERE index_name = 'wr'").fetchone() == (n, plain)
+    assert conn.execute(sql, (queries,)).fetchall() == first  # from the cache
+    conn.execute("SET nnn.cache_mb = 0")
+    assert conn.execute(sql, (queries,)).fetchall() == first  # a fresh read
+    conn.execute("RESET nnn.cache_mb")
 
 
 def test_nnn_score_equals_the_cached_search_scores(connect):
