@@ -19,7 +19,7 @@ ifneq ($(shell grep -m1 -ow avx2 /proc/cpuinfo 2>/dev/null),)
 export CXXFLAGS ?= -mavx2 -mfma -mf16c -mpopcnt
 endif
 
-.PHONY: setup test test-engine test-pgrx install test-db test-citus demo tune bench bench-engine bench-ann bench-planner bench-citus bench-connections lint
+.PHONY: setup test test-engine test-pgrx install test-db test-citus demo tune bench bench-engine bench-ann bench-certify bench-planner bench-citus bench-connections lint
 
 ## the only target that installs system packages (Debian packages, cargo-pgrx, pgvector,
 ## Citus for the Citus tests) and fetches what the builds need (crates, the Python venv); each
@@ -110,6 +110,10 @@ bench-connections: setup install
 ## Faiss structures vs exact search: recall@10 and queries per second (not a test)
 bench-ann:
 	cargo bench -p nnn-engine --bench ann --features faiss
+
+## how many rows the CUDA exact TF32 mode's certificate accepts, in CPU emulation (no GPU)
+bench-certify:
+	cargo bench -p nnn-engine --bench certify
 
 lint:
 	cargo fmt --all --check

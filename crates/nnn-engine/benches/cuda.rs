@@ -15,24 +15,10 @@ use cudarc::driver::CudaContext;
 use nnn_engine::backend::cuda::{CudaBackend, TILE_COLS};
 use nnn_engine::backend::TopKRequest;
 use nnn_engine::{reference_topk, search, Backend, Candidates, CpuBackend, Matrix, Unwatched};
-use rayon::prelude::*;
 use std::time::Instant;
 
-fn unit_rows(rows: usize, dim: usize, seed: u64) -> Vec<f32> {
-    let mut out = vec![0f32; rows * dim];
-    out.par_chunks_mut(dim).enumerate().for_each(|(r, row)| {
-        let mut s = (seed ^ (r as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1;
-        for v in row.iter_mut() {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            *v = (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
-        }
-        let n = row.iter().map(|v| v * v).sum::<f32>().sqrt();
-        row.iter_mut().for_each(|v| *v /= n);
-    });
-    out
-}
+mod common;
+use common::unit_rows;
 
 fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
     let t = Instant::now();

@@ -322,11 +322,13 @@ impl CudaBackend {
     }
 
     /// Whether later calls run the exact TF32 mode (off by default): TF32 tensor-core products
-    /// keep each row's best `k'` columns by estimate (`k' = max(4k, k + 64)`, at most
-    /// [`MAX_K`]: with k = 128 over 1,000,000 random unit rows of d = 512, the 128th and the
-    /// 512th best scores are about 0.016 apart, four times the bound), and the host's CPU ranks
-    /// them exactly, rows it cannot certify from scratch
-    /// ([`certify::exact_from_estimates`]): results equal the CPU backend's bit for bit. Calls
+    /// keep each row's best `k'` columns by estimate (`k' = max(2k, k + 32)`, at most
+    /// [`MAX_K`]: in emulation (`cargo bench --bench certify`), with k = 128 over 1,000,000
+    /// random unit rows of d = 512, the 128th and the 256th best scores are a median 0.008
+    /// apart, 3.7 times the median bound, and every row of 200 was certified, as at k = 10 with
+    /// k' = 42), the shortlists are scored exactly (on the device while `b` is there) and
+    /// ranked, rows that cannot be certified from scratch by the host's CPU
+    /// ([`certify::exact_from_scores`]): results equal the CPU backend's bit for bit. Calls
     /// whose rows the CPU's 16-bit path cannot round, or on a CPU without AVX2, take the f32
     /// products instead. Takes precedence over [`CudaBackend::set_tf32`].
     pub fn set_exact_tf32(&self, on: bool) {
@@ -339,14 +341,14 @@ impl CudaBackend {
     pub fn topk_exact_tf32(&self, request: &TopKRequest, control: &mut dyn Control) -> Result<Option<Certified>> {
         let TopKRequest { a, b, k, .. } = *request;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let (a_norms, b_norms) =
-            run_polled(threads, 1, control, |_| Ok((certify::row_norms(a), certify::row_norms(b))))?;
-        if !certify::exact_available(&a_norms) || !certify::exact_available(&b_norms) {
+        let (a_sizes, b_sizes) =
+            run_polled(threads, 1, control, |_| Ok((certify::row_sizes(a), certify::row_sizes(b))))?;
+        if !certify::exact_available(&a_sizes) || !certify::exact_available(&b_sizes) {
             return Ok(None);
         }
-        let b_max = b_norms.iter().fold(0f64, |m, &n| m.max(n));
+        let b_max = certify::RowSize::largest(&b_sizes);
         let off_max = request.largest_offset();
-        let wide = (4 * k).max(k + 64).min(MAX_K).min(b.rows());
+        let wide = (2 * k).max(k + 32).min(MAX_K).min(b.rows());
         let off = padded_offsets(request.offset, b.rows());
         // the shortlists' exact scores on the device while `b` is there, else on the host
         let (estimates, short, scored) =
@@ -358,7 +360,7 @@ impl CudaBackend {
                 };
                 Ok((estimates, short, scored))
             })?;
-        let margins: Vec<f64> = a_norms.iter().map(|&n| certify::tf32_margin(n, b_max, a.dim(), off_max)).collect();
+        let margins: Vec<f64> = a_sizes.iter().map(|&s| certify::tf32_margin(s, b_max, a.dim(), off_max)).collect();
         certify::exact_from_scores(request, &estimates, &short, scored.as_deref(), &margins, threads, control).map(Some)
     }
 
