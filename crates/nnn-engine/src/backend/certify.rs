@@ -125,7 +125,21 @@ pub fn exact_from_estimates(
     threads: usize,
     control: &mut dyn Control,
 ) -> Result<Certified> {
-    exact_from_scores(request, estimates, &shortlists(estimates), None, margins, threads, control)
+    let (short, off) = (shortlists(estimates), padded_offsets(request.offset, request.b.rows()));
+    exact_from_scores(request, estimates, Scores { short: &short, off: &off, given: None }, margins, threads, control)
+}
+
+/// The shortlisted pairs for [`exact_from_scores`]: `short` (from [`shortlists`]), the
+/// request's offsets padded as the CPU's exact pass reads them, and, in `given`, the pairs'
+/// exact scores in the order of `short` when they were computed elsewhere with the CPU's exact
+/// operations (the GPU's `exact_scores` kernel); computed on the host otherwise.
+pub(crate) struct Scores<'s> {
+    /// Each row's shortlisted columns, in increasing order.
+    pub short: &'s Shortlists,
+    /// One offset per column of `b`, padded ([`padded_offsets`]).
+    pub off: &'s [f32],
+    /// The pairs' exact scores, when computed elsewhere.
+    pub given: Option<&'s [f32]>,
 }
 
 /// Each row's columns of `estimates` in increasing order: the pairs whose exact scores
@@ -143,14 +157,11 @@ pub(crate) fn shortlists(estimates: &TopK) -> Shortlists {
     short
 }
 
-/// [`exact_from_estimates`] with its shortlists (`short`, from [`shortlists`]) and, in
-/// `scored`, their exact scores in the same order when they were computed elsewhere with the
-/// CPU's exact operations (the GPU's `exact_scores` kernel); computed here otherwise.
+/// [`exact_from_estimates`] with its shortlisted pairs prepared by the caller ([`Scores`]).
 pub(crate) fn exact_from_scores(
     request: &TopKRequest,
     estimates: &TopK,
-    short: &Shortlists,
-    scored: Option<&[f32]>,
+    scores: Scores,
     margins: &[f64],
     threads: usize,
     control: &mut dyn Control,
@@ -158,10 +169,10 @@ pub(crate) fn exact_from_scores(
     let TopKRequest { a, b, offset, k, .. } = *request;
     let (rows, wide) = (a.rows(), estimates.k);
     debug_assert!(wide >= k && wide <= b.rows() && margins.len() == rows && estimates.rows == rows);
-    debug_assert!(scored.is_none_or(|s| s.len() == short.cols.len()));
-    let off = padded_offsets(offset, b.rows());
+    let Scores { short, off, given } = scores;
+    debug_assert!(given.is_none_or(|s| s.len() == short.cols.len()));
     let mut top =
-        run_polled(threads, (rows * wide) as u64, control, |progress| rescore(a, b, &off, short, scored, k, progress))?;
+        run_polled(threads, (rows * wide) as u64, control, |progress| rescore(a, b, off, short, given, k, progress))?;
     // every column kept: nothing unseen to doubt
     let doubtful: Vec<usize> = match wide == b.rows() {
         true => Vec::new(),
@@ -194,7 +205,7 @@ pub(crate) fn exact_from_scores(
             top.indices[r * k..(r + 1) * k].copy_from_slice(again.row_indices(i));
         }
     }
-    Ok(Certified { top, recomputed: doubtful.len(), scores_given: scored.is_some() })
+    Ok(Certified { top, recomputed: doubtful.len(), scores_given: given.is_some() })
 }
 
 /// Whether this CPU can run [`exact_from_estimates`] (its exact pass is the AVX2 kernel's) on
@@ -206,6 +217,13 @@ pub fn exact_available(sizes: &[RowSize]) -> bool {
 /// The size of each row of `m`, on the current rayon pool.
 pub fn row_sizes(m: &Matrix) -> Vec<RowSize> {
     m.as_slice().par_chunks(m.dim()).map(RowSize::of).collect()
+}
+
+/// The largest size of `m`'s rows ([`RowSize::largest`]), or `None` where [`exact_available`]
+/// is not; on the current rayon pool.
+pub fn largest_size(m: &Matrix) -> Option<RowSize> {
+    let sizes = row_sizes(m);
+    exact_available(&sizes).then(|| RowSize::largest(&sizes))
 }
 
 #[cfg(test)]
@@ -347,8 +365,8 @@ mod tests {
                         // SAFETY: the CPU has the kernel (asserted); equal lengths.
                         .map(|(r, j)| unsafe { exact_score(am.rows_slice(r, r + 1), &bm, j as usize, &pad) })
                         .collect();
-                    let given =
-                        exact_from_scores(&request, &est, &short, Some(&scored), &margins, 2, &mut Unwatched).unwrap();
+                    let scores = Scores { short: &short, off: &pad, given: Some(&scored) };
+                    let given = exact_from_scores(&request, &est, scores, &margins, 2, &mut Unwatched).unwrap();
                     assert_eq!((given.top, given.recomputed), (got.top, got.recomputed), "{what}, k={k}: scores given");
                     assert!(given.scores_given && !got.scores_given);
                     if let Some(doubt) = doubt {

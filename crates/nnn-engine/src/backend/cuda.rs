@@ -341,12 +341,17 @@ impl CudaBackend {
     pub fn topk_exact_tf32(&self, request: &TopKRequest, control: &mut dyn Control) -> Result<Option<Certified>> {
         let TopKRequest { a, b, k, .. } = *request;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let (a_sizes, b_sizes) =
-            run_polled(threads, 1, control, |_| Ok((certify::row_sizes(a), certify::row_sizes(b))))?;
-        if !certify::exact_available(&a_sizes) || !certify::exact_available(&b_sizes) {
+        let (a_sizes, b_max) = run_polled(threads, 1, control, |_| {
+            // a prepared `b` (a session's cache) is sized once, not at every search
+            let b_max = match request.prepared {
+                Some(p) => *p.device.b_size.get_or_init(|| certify::largest_size(b)),
+                None => certify::largest_size(b),
+            };
+            Ok((certify::row_sizes(a), b_max))
+        })?;
+        let Some(b_max) = b_max.filter(|_| certify::exact_available(&a_sizes)) else {
             return Ok(None);
-        }
-        let b_max = certify::RowSize::largest(&b_sizes);
+        };
         let off_max = request.largest_offset();
         let wide = (2 * k).max(k + 32).min(MAX_K).min(b.rows());
         let off = padded_offsets(request.offset, b.rows());
@@ -361,7 +366,8 @@ impl CudaBackend {
                 Ok((estimates, short, scored))
             })?;
         let margins: Vec<f64> = a_sizes.iter().map(|&s| certify::tf32_margin(s, b_max, a.dim(), off_max)).collect();
-        certify::exact_from_scores(request, &estimates, &short, scored.as_deref(), &margins, threads, control).map(Some)
+        let scores = certify::Scores { short: &short, off: &off, given: scored.as_deref() };
+        certify::exact_from_scores(request, &estimates, scores, &margins, threads, control).map(Some)
     }
 
     /// The device's name, e.g. "NVIDIA H100 80GB HBM3".
@@ -406,7 +412,7 @@ impl CudaBackend {
         let TopKRequest { a, b, k, .. } = *request;
         let slot = request.prepared.map(|p| &p.device);
         let kept = slot.and_then(Resident::take);
-        let own = kept.as_ref().map_or(0, |r| r.bytes);
+        let own = kept.as_ref().map_or(0, DeviceRows::bytes);
         let plan = plan(a.rows(), b.rows(), a.dim(), k, self.budget(own)?, self.tile_cols.load(Ordering::Relaxed))?;
         let shape = (b.rows(), b.dim(), plan.tile);
         // a copy of another shape or tile width, or one the budget no longer holds, is freed
@@ -679,18 +685,23 @@ fn product(
 /// left on the device by a call whose plan kept them there ([`Plan::keep_b`]), so that later
 /// calls copy only their queries; freed with the slot (a session's cache entry), and when a
 /// later call plans another tile width or no longer has room for them. Their bytes count
-/// against the budget of every call ([`CudaBackend::set_memory_limit`]).
+/// against the budget of every call ([`CudaBackend::set_memory_limit`]). Also the matrix's
+/// largest row size for the exact TF32 mode's bound, measured at its first use.
 #[derive(Default)]
-pub struct Resident(Mutex<Option<DeviceRows>>);
+pub struct Resident {
+    rows: Mutex<Option<DeviceRows>>,
+    /// [`certify::largest_size`] of the matrix.
+    b_size: std::sync::OnceLock<Option<certify::RowSize>>,
+}
 
 impl Resident {
     /// Device bytes held.
     pub fn bytes(&self) -> usize {
-        self.lock().as_ref().map_or(0, |r| r.bytes)
+        self.lock().as_ref().map_or(0, DeviceRows::bytes)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<DeviceRows>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.rows.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// What the slot holds, taken out for a call (put back by [`Resident::put`]).
@@ -710,22 +721,26 @@ struct DeviceRows {
     tiles: Vec<CudaSlice<f32>>,
     /// (rows, dim, width).
     shape: (usize, usize, usize),
-    bytes: usize,
     counted: Arc<AtomicUsize>,
 }
 
 impl DeviceRows {
     /// Holds `tiles` of a matrix of `shape`, adding their bytes to `counted`.
     fn new(tiles: Vec<CudaSlice<f32>>, shape: (usize, usize, usize), counted: &Arc<AtomicUsize>) -> Self {
-        let bytes = shape.0 * shape.1 * 4;
-        counted.fetch_add(bytes, Ordering::Relaxed);
-        Self { tiles, shape, bytes, counted: counted.clone() }
+        let rows = Self { tiles, shape, counted: counted.clone() };
+        counted.fetch_add(rows.bytes(), Ordering::Relaxed);
+        rows
+    }
+
+    /// Device bytes of the matrix.
+    fn bytes(&self) -> usize {
+        self.shape.0 * self.shape.1 * 4
     }
 }
 
 impl Drop for DeviceRows {
     fn drop(&mut self) {
-        self.counted.fetch_sub(self.bytes, Ordering::Relaxed);
+        self.counted.fetch_sub(self.bytes(), Ordering::Relaxed);
         // the tiles are freed next, maybe on a thread that never used the device (a session's
         // main thread dropping its cache entry): the context must be current there
         if let Some(t) = self.tiles.first() {
