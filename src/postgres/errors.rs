@@ -101,13 +101,18 @@ pub fn select_first<T>(
     context: &str,
     row: impl FnOnce(&pgrx::spi::SpiTupleTable) -> Result<T, pgrx::spi::SpiError>,
 ) -> Option<T> {
-    pgrx::spi::Spi::connect(|client| {
-        let table = spi_or_raise(client.select(sql, Some(1), args), context).first();
-        if table.is_empty() {
-            return None;
-        }
-        Some(spi_or_raise(row(&table), context))
-    })
+    pgrx::spi::Spi::connect(|client| first_row(spi_or_raise(client.select(sql, Some(1), args), context), context, row))
+}
+
+/// `row` applied to the first row of `table`, `None` without one; `context` names the query in
+/// errors.
+pub fn first_row<T>(
+    table: pgrx::spi::SpiTupleTable,
+    context: &str,
+    row: impl FnOnce(&pgrx::spi::SpiTupleTable) -> Result<T, pgrx::spi::SpiError>,
+) -> Option<T> {
+    let table = table.first();
+    (!table.is_empty()).then(|| spi_or_raise(row(&table), context))
 }
 
 /// Whether PostgreSQL has asked this session to cancel the statement or exit.

@@ -3,7 +3,7 @@
 //! call, where planning them took about half of a small cached search's time (perf).
 //! PostgreSQL plans a kept query again by itself when what it reads changes (DDL, statistics).
 
-use super::errors::spi_or_raise;
+use super::errors::{first_row, spi_or_raise};
 use pgrx::datum::DatumWithOid;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiTupleTable};
 use pgrx::PgOid;
@@ -50,8 +50,5 @@ pub fn select_first_kept<T>(
     context: &str,
     row: impl FnOnce(&SpiTupleTable) -> Result<T, pgrx::spi::SpiError>,
 ) -> Option<T> {
-    pgrx::spi::Spi::connect(|client| {
-        let table = select_kept(client, name, sql, args, Some(1), context).first();
-        (!table.is_empty()).then(|| spi_or_raise(row(&table), context))
-    })
+    pgrx::spi::Spi::connect(|client| first_row(select_kept(client, name, sql, args, Some(1), context), context, row))
 }
