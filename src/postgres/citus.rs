@@ -3,7 +3,7 @@
 //! the citus extension is absent.
 
 use super::errors::{fail, select_first};
-use super::relation::Table;
+use super::relation::{Table, UNIQUE_ALONE};
 use pgrx::datum::DatumWithOid;
 use pgrx::spi::quote_identifier;
 use pgrx::PgSqlErrorCode::*;
@@ -18,19 +18,20 @@ pub fn installed() -> bool {
 }
 
 /// The distribution column (quoted) of `table` when Citus distributes it by hash, with
-/// whether a unique index covers exactly that column; None for a local table, a reference
-/// table, or without Citus.
+/// whether a unique index keeps that column unique ([`UNIQUE_ALONE`]); None for a local table,
+/// a reference table, or without Citus.
 pub fn distribution_column(table: &Table) -> Option<(String, bool)> {
     if !installed() {
         return None;
     }
     select_first(
-        "SELECT a.attname::text, EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = p.logicalrelid
-                   AND i.indisunique AND i.indnatts = 1 AND i.indkey[0] = a.attnum)
-         FROM pg_catalog.pg_dist_partition p
-         JOIN pg_catalog.pg_attribute a ON a.attrelid = p.logicalrelid
-              AND a.attname = pg_catalog.column_to_column_name(p.logicalrelid, p.partkey)
-         WHERE p.logicalrelid = $1 AND p.partmethod = 'h'",
+        &format!(
+            "SELECT a.attname::text, {UNIQUE_ALONE}
+             FROM pg_catalog.pg_dist_partition p
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = p.logicalrelid
+                  AND a.attname = pg_catalog.column_to_column_name(p.logicalrelid, p.partkey)
+             WHERE p.logicalrelid = $1 AND p.partmethod = 'h'"
+        ),
         &[DatumWithOid::from(table.oid)],
         "looking up the Citus distribution",
         |t| Ok((t.get::<String>(1)?.unwrap_or_default(), t.get::<bool>(2)?.unwrap_or(false))),

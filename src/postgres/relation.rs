@@ -42,25 +42,47 @@ pub fn table(oid: pg_sys::Oid) -> Table {
     }
 }
 
-/// The type of column `column` of `table` and whether it can be read as `real[]`.
-fn column_type(table: &Table, column: &str) -> Option<(String, bool, bool)> {
+/// What [`column_type`] finds out about a live column.
+struct Column {
+    /// Its type, as `regtype` prints it.
+    ty: String,
+    /// Whether it can be read as `real[]` (numeric arrays, types with a cast to `real[]`).
+    embedding: bool,
+    /// Whether it is `smallint`, `integer` or `bigint`.
+    integer: bool,
+    /// Whether it alone is the key of a unique index that holds at every statement's end.
+    unique: bool,
+}
+
+/// SQL test that the column `a` (a `pg_attribute` row) alone is the key of a valid, immediate,
+/// non-partial unique index: a primary key or a `UNIQUE` constraint, not a deferrable one.
+pub const UNIQUE_ALONE: &str = "EXISTS (SELECT 1 FROM pg_catalog.pg_index i
+        WHERE i.indrelid = a.attrelid AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum
+          AND i.indisunique AND i.indimmediate AND i.indisvalid AND i.indpred IS NULL)";
+
+/// The live column `column` of `table`, when there is one.
+fn column_type(table: &Table, column: &str) -> Option<Column> {
     select_first(
-        "SELECT a.atttypid::regtype::text,
+        &format!(
+            "SELECT a.atttypid::regtype::text,
                 (t.typcategory = 'A' AND t.typelem IN ('float4'::regtype, 'float8'::regtype,
                     'int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype))
                 OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast c
                            WHERE c.castsource = a.atttypid AND c.casttarget = 'real[]'::regtype),
-                a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)
+                a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype),
+                {UNIQUE_ALONE}
          FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-         WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+         WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped"
+        ),
         &[DatumWithOid::from(table.oid), DatumWithOid::from(column)],
         "looking up a column",
         |t| {
-            Ok((
-                t.get::<String>(1)?.unwrap_or_default(),
-                t.get::<bool>(2)?.unwrap_or(false),
-                t.get::<bool>(3)?.unwrap_or(false),
-            ))
+            Ok(Column {
+                ty: t.get::<String>(1)?.unwrap_or_default(),
+                embedding: t.get::<bool>(2)?.unwrap_or(false),
+                integer: t.get::<bool>(3)?.unwrap_or(false),
+                unique: t.get::<bool>(4)?.unwrap_or(false),
+            })
         },
     )
 }
@@ -125,25 +147,36 @@ fn missing_column(table: &Table, column: &str) -> ! {
 pub fn vector_column(table: &Table, column: &str) -> String {
     match column_type(table, column) {
         None => missing_column(table, column),
-        Some((_, true, _)) => quote_identifier(column),
-        Some((ty, false, _)) => fail(
+        Some(c) if c.embedding => quote_identifier(column),
+        Some(c) => fail(
             ERRCODE_DATATYPE_MISMATCH,
-            format!("column \"{column}\" of relation {} has type {ty}, which is not an embedding type", table.sql),
+            format!("column \"{column}\" of relation {} has type {}, which is not an embedding type", table.sql, c.ty),
             "Embedding columns must be real[], double precision[] or pgvector's vector.",
         ),
     }
 }
 
-/// Checks that `column` is an integer id column (smallint, integer, bigint) and returns it quoted.
+/// Checks that `column` is an integer id column (smallint, integer, bigint) that a unique
+/// index keeps unique ([`UNIQUE_ALONE`]), and returns it quoted: triggers and searches find
+/// rows by their id.
 pub fn id_column(table: &Table, column: &str) -> String {
     match column_type(table, column) {
         None => missing_column(table, column),
-        Some((_, _, true)) => quote_identifier(column),
-        Some((ty, _, false)) => fail(
+        Some(c) if !c.integer => fail(
             ERRCODE_DATATYPE_MISMATCH,
-            format!("id column \"{column}\" of relation {} has type {ty}", table.sql),
+            format!("id column \"{column}\" of relation {} has type {}", table.sql, c.ty),
             "The id column must be smallint, integer or bigint, and unique (a primary key).",
         ),
+        Some(c) if !c.unique => fail(
+            ERRCODE_INVALID_COLUMN_REFERENCE,
+            format!("id column \"{column}\" of relation {} has no unique index of its own", table.sql),
+            format!(
+                "nnn finds rows by their id: make it a primary key, e.g. ALTER TABLE {} ADD PRIMARY KEY ({}); a unique index must be on that column alone, not partial and not deferrable.",
+                table.sql,
+                quote_identifier(column)
+            ),
+        ),
+        Some(_) => quote_identifier(column),
     }
 }
 
@@ -153,11 +186,11 @@ pub fn answer_column(table: &Table, column: &str) -> String {
     let q = quote_identifier(column);
     match column_type(table, column) {
         None => missing_column(table, column),
-        Some((_, _, true)) => format!("ARRAY[{q}::bigint]"),
-        Some((ty, _, _)) if ["smallint[]", "integer[]", "bigint[]"].contains(&ty.as_str()) => format!("{q}::bigint[]"),
-        Some((ty, _, _)) => fail(
+        Some(c) if c.integer => format!("ARRAY[{q}::bigint]"),
+        Some(c) if ["smallint[]", "integer[]", "bigint[]"].contains(&c.ty.as_str()) => format!("{q}::bigint[]"),
+        Some(c) => fail(
             ERRCODE_DATATYPE_MISMATCH,
-            format!("answer column \"{column}\" of relation {} has type {ty}", table.sql),
+            format!("answer column \"{column}\" of relation {} has type {}", table.sql, c.ty),
             "The answer column holds the id of the right candidate (an integer type) or several ids (an integer array).",
         ),
     }
@@ -167,10 +200,10 @@ pub fn answer_column(table: &Table, column: &str) -> String {
 /// Returns the quoted column name. An existing column of another type is an error.
 pub fn ensure_bias_column(table: &Table, column: &str) -> String {
     match column_type(table, column) {
-        Some((ty, _, _)) if ty == "real" => {}
-        Some((ty, _, _)) => fail(
+        Some(c) if c.ty == "real" => {}
+        Some(c) => fail(
             ERRCODE_DATATYPE_MISMATCH,
-            format!("bias column \"{column}\" of relation {} exists with type {ty}, not real", table.sql),
+            format!("bias column \"{column}\" of relation {} exists with type {}, not real", table.sql, c.ty),
             "Pass another bias_column name, or drop or alter that column.",
         ),
         None => {

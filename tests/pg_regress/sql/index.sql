@@ -38,6 +38,34 @@ SELECT * FROM nnn_search_batch('toy', '{0,0,1,0}'::real[], 1);
 SELECT nnn.create_index('toy', 'img', 'id', 'emb', 'cap', 'emb', k => 2);
 SELECT nnn.create_index('toy2', 'img', 'emb', 'emb', 'cap', 'emb', k => 2);
 SELECT rows FROM nnn.create_index('toy2', '"My Images"', 'Emb Col', 'Emb Col', 'cap', 'emb', k => 2);
+-- the id column must be unique by itself: a primary key, or a unique index on it alone that
+-- is neither partial nor deferrable (triggers and searches find rows by their id)
+CREATE TABLE nu (id int, grp int, emb real[]);
+INSERT INTO nu VALUES (1, 1, '{1,0,0,0}'), (1, 2, '{0,1,0,0}');
+SELECT nnn.create_index('nu', 'nu', 'id', 'emb', 'cap', 'emb', k => 2);
+CREATE UNIQUE INDEX ON nu (id, grp);
+CREATE UNIQUE INDEX ON nu (id) WHERE grp = 1;
+SELECT nnn.create_index('nu', 'nu', 'id', 'emb', 'cap', 'emb', k => 2);
+DELETE FROM nu WHERE grp = 2;
+ALTER TABLE nu ADD CONSTRAINT nu_id UNIQUE (id) DEFERRABLE;
+SELECT nnn.create_index('nu', 'nu', 'id', 'emb', 'cap', 'emb', k => 2);
+SELECT count(*) FROM nnn.indexes WHERE name = 'nu';
+ALTER TABLE nu DROP CONSTRAINT nu_id, ADD CONSTRAINT nu_id UNIQUE (id) INCLUDE (grp);
+SELECT rows FROM nnn.create_index('nu', 'nu', 'id', 'emb', 'cap', 'emb', k => 2);
+SELECT nnn.drop_index('nu');
+DROP TABLE nu;
+-- a partitioned table: its primary key counts; rows inserted into it get biases and are found
+CREATE TABLE np (id bigint PRIMARY KEY, emb real[]) PARTITION BY RANGE (id);
+CREATE TABLE np_a PARTITION OF np FOR VALUES FROM (0) TO (10);
+CREATE TABLE np_b PARTITION OF np FOR VALUES FROM (10) TO (20);
+INSERT INTO np VALUES (1, '{1,0,0,0}'), (15, '{0,1,0,0}');
+SELECT rows FROM nnn.create_index('np', 'np', 'id', 'emb', 'cap', 'emb', k => 2);
+INSERT INTO np VALUES (16, '{0,0,1,0}');
+UPDATE np SET id = 5, emb = '{0,0,0.9,0.1}' WHERE id = 15;
+SELECT id, round(nnn_bias::numeric, 5) AS bias FROM np ORDER BY id;
+SELECT id FROM nnn_search('np', '{0,0,1,0}', 2);
+SELECT nnn.drop_index('np', true);
+DROP TABLE np;
 -- two indexes: the one-argument form must be told which
 CREATE TABLE img2 (id bigint PRIMARY KEY, emb real[]);
 INSERT INTO img2 SELECT id + 100, emb FROM img;
