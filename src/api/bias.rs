@@ -3,7 +3,7 @@
 
 use crate::index::build::{self, BiasColumn, Scope, Shard};
 use crate::index::family::family;
-use crate::postgres::relation::{ensure_bias_column, resolve, vector_column};
+use crate::postgres::relation::{candidate_table, ensure_bias_column, resolve, vector_column};
 use pgrx::prelude::*;
 use pgrx::PgRelation;
 
@@ -55,7 +55,7 @@ mod nnn {
         'static,
         (name!(rows, i64), name!(skipped, i64), name!(reference_rows, i64), name!(k, i32), name!(seconds, f64)),
     > {
-        let cand = resolve(candidates);
+        let cand = candidate_table(candidates);
         let refs = resolve(reference);
         let emb = vector_column(&cand, embedding);
         let ref_emb = vector_column(&refs, reference_embedding);

@@ -9,7 +9,9 @@ use super::definition::{check_owner, lookup, IndexDef, Situation};
 use super::family::{family, family_columns};
 use crate::postgres::citus;
 use crate::postgres::errors::{self, fail, spi_or_raise};
-use crate::postgres::relation::{ensure_bias_column, id_column, reads_in_place, resolve, vector_column};
+use crate::postgres::relation::{
+    candidate_table, ensure_bias_column, id_column, reads_in_place, resolve, vector_column,
+};
 use nnn_engine::evaluate::Family;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -93,7 +95,7 @@ pub fn create(new: NewIndex) -> BuildReport {
         );
     }
     let chosen = family(new.family, k, new.beta.map(|b| b as f32));
-    let cand = resolve(new.candidates);
+    let cand = candidate_table(new.candidates);
     let refs = resolve(new.reference);
     let quoted_embedding = vector_column(&cand, embedding);
     let def = IndexDef {

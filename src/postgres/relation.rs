@@ -23,6 +23,30 @@ pub fn resolve(rel: pgrx::PgRelation) -> Table {
     table(oid)
 }
 
+/// Resolves a candidate table: one nnn can add a bias column to and write biases into, an
+/// ordinary or a partitioned table (a view, a materialized view or a foreign table is an
+/// error naming its kind).
+pub fn candidate_table(rel: pgrx::PgRelation) -> Table {
+    let table = resolve(rel);
+    let kind = select_first(
+        "SELECT CASE c.relkind WHEN 'v' THEN 'a view' WHEN 'm' THEN 'a materialized view'
+                WHEN 'f' THEN 'a foreign table' WHEN 'S' THEN 'a sequence' END
+         FROM pg_catalog.pg_class c WHERE c.oid = $1",
+        &[DatumWithOid::from(table.oid)],
+        "looking up a table",
+        |t| t.get::<String>(1),
+    )
+    .flatten();
+    if let Some(kind) = kind {
+        fail(
+            ERRCODE_WRONG_OBJECT_TYPE,
+            format!("{} is {kind}, not a table: nnn writes biases into the candidate table", table.sql),
+            format!("Copy the rows into a table first, e.g. CREATE TABLE t AS SELECT * FROM {}.", table.sql),
+        );
+    }
+    table
+}
+
 /// Resolves a regclass to a table, failing when it no longer exists.
 pub fn table(oid: pg_sys::Oid) -> Table {
     let sql = select_first(
@@ -197,8 +221,32 @@ pub fn answer_column(table: &Table, column: &str) -> String {
 }
 
 /// Makes sure `table` has a `real` column `column` for biases, adding it when missing.
-/// Returns the quoted column name. An existing column of another type is an error.
+/// Returns the quoted column name. An empty name, an existing column of another type, or the
+/// bias column of an nnn index (which its own k, family and triggers keep) is an error.
 pub fn ensure_bias_column(table: &Table, column: &str) -> String {
+    if column.is_empty() {
+        fail(
+            ERRCODE_INVALID_NAME,
+            "the bias column name is empty",
+            "Pass a column name, e.g. bias_column => 'nnn_bias'.",
+        );
+    }
+    let owner = select_first(
+        "SELECT name FROM nnn.indexes WHERE candidates = $1 AND bias_column = $2",
+        &[DatumWithOid::from(table.oid), DatumWithOid::from(column)],
+        "reading nnn.indexes",
+        |t| t.get::<String>(1),
+    )
+    .flatten();
+    if let Some(owner) = owner {
+        fail(
+            ERRCODE_DUPLICATE_COLUMN,
+            format!("bias column \"{column}\" of relation {} belongs to nnn index \"{owner}\"", table.sql),
+            format!(
+                "Its triggers keep that column at the index's own k and family: pass another bias_column, rebuild it with nnn.refresh('{owner}'), or drop the index first."
+            ),
+        );
+    }
     match column_type(table, column) {
         Some(c) if c.ty == "real" => {}
         Some(c) => fail(

@@ -54,6 +54,19 @@ ALTER TABLE nu DROP CONSTRAINT nu_id, ADD CONSTRAINT nu_id UNIQUE (id) INCLUDE (
 SELECT rows FROM nnn.create_index('nu', 'nu', 'id', 'emb', 'cap', 'emb', k => 2);
 SELECT nnn.drop_index('nu');
 DROP TABLE nu;
+-- candidates must be a table nnn can write biases into, and a bias column belongs to one index
+CREATE VIEW imgv AS SELECT * FROM img;
+SELECT nnn.create_index('v', 'imgv', 'id', 'emb', 'cap', 'emb', k => 2);
+CREATE MATERIALIZED VIEW imgm AS SELECT * FROM img;
+SELECT nnn.build_bias('imgm', 'emb', 'cap', 'emb', k => 2);
+DROP VIEW imgv;
+DROP MATERIALIZED VIEW imgm;
+SELECT nnn.create_index('toy_k3', 'img', 'id', 'emb', 'cap', 'emb', k => 3);
+SELECT nnn.build_bias('img', 'emb', 'cap', 'emb', k => 3);
+SELECT nnn.build_bias('img', 'emb', 'cap', 'emb', bias_column => '', k => 3);
+SELECT count(*) FROM nnn.indexes WHERE name = 'toy_k3';
+SELECT rows FROM nnn.create_index('toy_k3', 'img', 'id', 'emb', 'cap', 'emb', k => 3, bias_column => 'bias_k3');
+SELECT nnn.drop_index('toy_k3', true);
 -- a partitioned table: its primary key counts; rows inserted into it get biases and are found
 CREATE TABLE np (id bigint PRIMARY KEY, emb real[]) PARTITION BY RANGE (id);
 CREATE TABLE np_a PARTITION OF np FOR VALUES FROM (0) TO (10);
