@@ -127,7 +127,7 @@ fn dimension(def: &IndexDef) -> usize {
         &format!(
             "SELECT pg_catalog.array_length({e}::real[], 1) FROM {t} WHERE {e} IS NOT NULL LIMIT 1",
             e = def.reference_embedding,
-            t = def.reference.sql
+            t = def.reference().sql
         ),
         &[],
         "reading the reference set",
@@ -138,7 +138,7 @@ fn dimension(def: &IndexDef) -> usize {
         Some(d) if d > 0 => d as usize,
         _ => fail(
             ERRCODE_DATA_EXCEPTION,
-            format!("reference set {} has no non-NULL embeddings visible to you", def.reference.sql),
+            format!("reference set {} has no non-NULL embeddings visible to you", def.reference().sql),
             "The augmented column's dimension is that of the reference set: load it first.",
         ),
     }

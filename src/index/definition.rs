@@ -25,8 +25,8 @@ pub struct IndexDef {
     pub id_column: String,
     /// Quoted embedding column.
     pub embedding: String,
-    /// Reference table.
-    pub reference: Table,
+    /// Reference table; None once it was dropped (see [`IndexDef::reference`]).
+    pub reference_set: Option<Table>,
     /// Quoted reference embedding column.
     pub reference_embedding: String,
     /// Quoted bias column.
@@ -63,12 +63,27 @@ impl IndexDef {
         format!("nnn index \"{}\"", self.name)
     }
 
+    /// Its reference table, which biases are computed from; an error naming the index when
+    /// the table was dropped (searches do without it, builds and new rows cannot).
+    pub fn reference(&self) -> &Table {
+        self.reference_set.as_ref().unwrap_or_else(|| {
+            fail(
+                ERRCODE_UNDEFINED_TABLE,
+                format!("the reference set of {} was dropped", self.what()),
+                format!(
+                    "New and changed rows of {} need it for their biases: drop the index (nnn.drop_index('{}')) and create it again over a reference set.",
+                    self.candidates.sql, self.name
+                ),
+            )
+        })
+    }
+
     /// Its bias column and where the values come from, for a build.
     pub fn bias_column(&self) -> BiasColumn<'_> {
         BiasColumn {
             candidates: &self.candidates,
             embedding: &self.embedding,
-            reference: &self.reference,
+            reference: self.reference(),
             reference_embedding: &self.reference_embedding,
             column: &self.bias_column,
             family: self.family,
@@ -104,7 +119,8 @@ pub fn lookup(name: Option<&str>) -> IndexDef {
                 column_has("a.attrelid = c.oid AND a.attname = i.embedding_column::text", READ_IN_PLACE);
             format!(
                 "SELECT i.name, i.candidates::oid, i.candidates::regclass::text, i.id_column::text,
-                    i.embedding_column::text, i.reference::oid, i.reference::regclass::text,
+                    i.embedding_column::text, i.reference::oid,
+                    (SELECT r.oid::regclass::text FROM pg_catalog.pg_class r WHERE r.oid = i.reference),
                     i.reference_embedding::text, i.bias_column::text, i.k,
                     pg_catalog.pg_current_snapshot()::text,
                     pg_catalog.pg_current_xact_id_if_assigned() IS NULL,
@@ -136,7 +152,7 @@ pub fn lookup(name: Option<&str>) -> IndexDef {
                 candidates: Table { oid: oid(2), sql: text(3) },
                 id_column: quote_identifier(text(4)),
                 embedding: quote_identifier(text(5)),
-                reference: Table { oid: oid(6), sql: text(7) },
+                reference_set: maybe(7).map(|sql| Table { oid: oid(6), sql }),
                 reference_embedding: quote_identifier(text(8)),
                 bias_column: quote_identifier(text(9)),
                 k,

@@ -74,7 +74,7 @@ fn read(def: &IndexDef, queries: &LabelledQueries) -> Data {
     let table = &queries.table;
     let embedding = vector_column(table, queries.embedding);
     let answers = answer_column(table, queries.answer);
-    let (refs, dim) = read_reference(&def.reference, &def.reference_embedding);
+    let (refs, dim) = read_reference(def.reference(), &def.reference_embedding);
     let sql = format!("SELECT {}::bigint, {}::real[] FROM {}", def.id_column, def.embedding, def.candidates.sql);
     let cands = read_vectors::<i64>(&sql, &[], &what, Some(dim));
     let sql = format!("SELECT {answers}, {embedding}::real[] FROM {}", table.sql);

@@ -17,6 +17,19 @@ SELECT * FROM dr_top;
 INSERT INTO dr_img VALUES (4, '{0.8,0.6}');
 SELECT id, round(nnn_bias::numeric, 5) AS bias FROM dr_img WHERE id = 4;
 SELECT * FROM dr_top;
+-- a reference set that is gone: searches go on, new and changed rows are a clear error
+-- (nothing written), deletes go on
+CREATE TABLE dr_ref2 AS SELECT * FROM dr_ref;
+SELECT rows FROM nnn.create_index('drift2', 'dr_img', 'id', 'emb', 'dr_ref2', 'emb', k => 1, bias_column => 'bias2');
+DROP TABLE dr_ref2;
+SELECT count(*) FROM nnn_search('drift2', '{1,0}', 3);
+INSERT INTO dr_img VALUES (5, '{0,1}');
+UPDATE dr_img SET emb = '{0,1}' WHERE id = 4;
+SELECT nnn.refresh('drift2');
+DELETE FROM dr_img WHERE id = 4;
+SELECT id FROM dr_img ORDER BY id;
+SELECT nnn.drop_index('drift2', true);
+INSERT INTO dr_img VALUES (4, '{0.8,0.6}');
 -- a column that is gone
 ALTER TABLE dr_img DROP COLUMN emb;
 SELECT * FROM nnn_search('drift', '{1,0}', 3);

@@ -83,9 +83,12 @@ pub fn assert_row_matches(got_idx: &[u32], got_val: &[f32], naive: &[f64], tol: 
 
 /// The repository's data/wordnet-small, or `$NNN_DATA` (test binaries run from another checkout).
 fn data_dir() -> PathBuf {
+    // cargo sets CARGO_MANIFEST_DIR for the tests it runs: a binary cached from a build in
+    // another checkout still reads this one's data; the compile-time value is the fallback
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
     std::env::var_os("NNN_DATA")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/wordnet-small"))
+        .unwrap_or_else(|| PathBuf::from(crate_dir).join("../../data/wordnet-small"))
 }
 
 pub fn read_f16(name: &str) -> Vec<f32> {
