@@ -8,7 +8,7 @@ use crate::postgres::citus;
 use crate::postgres::errors::{fail, or_raise, report, spi_or_raise};
 use crate::postgres::interrupts::StatementControl;
 use crate::postgres::read::{check_memory, read_vectors};
-use crate::postgres::relation::{embedding_expr, Table};
+use crate::postgres::relation::{embedding_expr, require_privilege, Table};
 use crate::postgres::write::{write_bias, RowKeys};
 use nnn_engine::evaluate::{family_bias, Family};
 use nnn_engine::Matrix;
@@ -107,6 +107,16 @@ fn compute(cand: &[f32], reference: &[f32], dim: usize, family: Family, what: &s
 pub fn build(target: BiasColumn, scope: Scope) -> BuildReport {
     let started = Instant::now();
     let BiasColumn { candidates, embedding, reference, reference_embedding, column: bias_column, family } = target;
+    let (why, id) = match &scope {
+        Scope::All => ("A bias build reads the embeddings and writes the bias column as you:", None),
+        Scope::Ids { id_column, .. } => {
+            ("Rows written to the table get their biases as the user who writes them:", Some(*id_column))
+        }
+    };
+    let read: Vec<&str> = [embedding].into_iter().chain(id).collect();
+    require_privilege(candidates, &read, "SELECT", why);
+    require_privilege(candidates, &[bias_column], "UPDATE", why);
+    require_privilege(reference, &[reference_embedding], "SELECT", why);
     // only whole-table builds go to the Citus workers: the triggers' row builds skip the lookup
     let distributed = match scope {
         Scope::All => citus::distribution_column(candidates),
@@ -145,6 +155,17 @@ pub fn build(target: BiasColumn, scope: Scope) -> BuildReport {
             (RowKeys::Ctid(rows.keys), (rows.data, rows.skipped))
         }
         Scope::Ids { id_column, ids } => {
+            spi_or_raise(
+                Spi::run_with_args(
+                    &format!(
+                        "UPDATE {t} SET {bias_column} = NULL
+                         WHERE {id_column} = ANY($1) AND {embedding} IS NULL AND {bias_column} IS NOT NULL",
+                        t = candidates.sql
+                    ),
+                    &[DatumWithOid::from(ids.clone())],
+                ),
+                "clearing biases of NULL embeddings",
+            );
             let sql = format!(
                 "SELECT {id_column}::bigint, {} FROM {} WHERE {id_column} = ANY($1)",
                 embedding_expr(candidates, embedding),

@@ -226,18 +226,5 @@ pub fn set_alpha(name: &str, alpha: Option<f64>) -> f32 {
 /// embedding is NULL get a NULL bias. Returns the rows given a bias.
 pub fn refresh_rows(name: &str, ids: Vec<i64>) -> i64 {
     let def = lookup(Some(name));
-    spi_or_raise(
-        Spi::run_with_args(
-            &format!(
-                "UPDATE {t} SET {b} = NULL WHERE {id} = ANY($1) AND {e} IS NULL AND {b} IS NOT NULL",
-                t = def.candidates.sql,
-                b = def.bias_column,
-                id = def.id_column,
-                e = def.embedding
-            ),
-            &[DatumWithOid::from(ids.clone())],
-        ),
-        "clearing biases of NULL embeddings",
-    );
     build(def.bias_column(), Scope::Ids { id_column: &def.id_column, ids }).rows
 }

@@ -4,7 +4,7 @@
 use super::definition::IndexDef;
 use crate::postgres::errors::or_raise;
 use crate::postgres::read::{read_augmented, read_vectors, Rows};
-use crate::postgres::relation::in_place_or_cast;
+use crate::postgres::relation::{in_place_or_cast, require_privilege};
 use nnn_engine::{Candidates, Matrix};
 use pgrx::datum::DatumWithOid;
 
@@ -15,7 +15,16 @@ use pgrx::datum::DatumWithOid;
 /// column.
 fn read(def: &IndexDef, filter: &str, args: &[DatumWithOid], what: &str, dim: Option<usize>) -> Rows<i64> {
     let (id, t) = (&def.id_column, &def.candidates.sql);
-    match def.augmented.as_ref().filter(|_| def.read_augmented) {
+    let augmented = def.augmented.as_ref().filter(|_| def.read_augmented);
+    if !def.now.readable {
+        // no SELECT on the whole table (or row-level security): say which column is missing
+        let columns = match augmented {
+            Some(a) => vec![id.as_str(), a.as_str()],
+            None => vec![id.as_str(), def.embedding.as_str(), def.bias_column.as_str()],
+        };
+        require_privilege(&def.candidates, &columns, "SELECT", "Searches read the rows as you:");
+    }
+    match augmented {
         Some(augmented) => {
             read_augmented(&format!("SELECT {id}::bigint, {augmented} FROM {t} {filter}"), args, what, dim)
         }

@@ -47,6 +47,32 @@ pub fn candidate_table(rel: pgrx::PgRelation) -> Table {
     table
 }
 
+/// Fails unless the current user has `privilege` (`SELECT` or `UPDATE`) on each column of
+/// `table` named in `quoted` (quoted names, as nnn keeps them), before any work: the error
+/// names the first column without it, and its hint, after `why`, the `GRANT` of all of them.
+pub fn require_privilege(table: &Table, quoted: &[&str], privilege: &str, why: &str) {
+    let quoted: Vec<String> = quoted.iter().map(|q| q.to_string()).collect();
+    let missing = select_first(
+        "SELECT (pg_catalog.array_agg(pg_catalog.quote_ident(a.attname) ORDER BY a.attnum))[1],
+                pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum),
+                pg_catalog.quote_ident(current_user)
+         FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = $1 AND pg_catalog.quote_ident(a.attname) = ANY($2) AND a.attnum > 0
+           AND NOT a.attisdropped AND NOT pg_catalog.has_column_privilege(a.attrelid, a.attnum, $3)
+         HAVING count(*) > 0",
+        &[DatumWithOid::from(table.oid), DatumWithOid::from(quoted), DatumWithOid::from(privilege)],
+        "checking privileges",
+        |t| Ok([t.get::<String>(1)?, t.get::<String>(2)?, t.get::<String>(3)?].map(Option::unwrap_or_default)),
+    );
+    if let Some([first, all, user]) = missing {
+        fail(
+            ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied for column {first} of relation {}", table.sql),
+            format!("{why} GRANT {privilege} ({all}) ON {} TO {user};", table.sql),
+        );
+    }
+}
+
 /// Resolves a regclass to a table, failing when it no longer exists.
 pub fn table(oid: pg_sys::Oid) -> Table {
     let sql = select_first(
@@ -256,6 +282,27 @@ pub fn ensure_bias_column(table: &Table, column: &str) -> String {
         ),
         None => {
             let sql = format!("ALTER TABLE {} ADD COLUMN {} real", table.sql, quote_identifier(column));
+            let owner = select_first(
+                "SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE'), pg_catalog.quote_ident(current_user)
+                 FROM pg_catalog.pg_class c WHERE c.oid = $1",
+                &[DatumWithOid::from(table.oid)],
+                "looking up the table's owner",
+                |t| Ok((t.get::<bool>(1)?.unwrap_or(false), t.get::<String>(2)?.unwrap_or_default())),
+            );
+            if let Some((false, user)) = owner {
+                fail(
+                    ERRCODE_INSUFFICIENT_PRIVILEGE,
+                    format!(
+                        "bias column \"{column}\" of relation {} does not exist, and only the table's owner can add it",
+                        table.sql
+                    ),
+                    format!(
+                        "Ask the owner to run {sql}; GRANT UPDATE ({}) ON {} TO {user};",
+                        quote_identifier(column),
+                        table.sql
+                    ),
+                );
+            }
             spi_or_raise(Spi::run(&sql), "adding the bias column");
         }
     }

@@ -70,6 +70,7 @@ def roles(connect):
     c.execute("INSERT INTO pv_img VALUES (1, '{1,0}', 'nnn_alice'), (2, '{0,1}', 'nnn_bob'), (3, '{0.7,0.7}', 'nnn_bob')")
     c.execute("INSERT INTO pv_ref VALUES ('{1,0}'), ('{0,1}')")
     c.execute("SELECT nnn.create_index('pv', 'pv_img', 'id', 'emb', 'pv_ref', 'emb', k => 1)")
+    c.execute("ALTER TABLE pv_img ADD COLUMN b2 real")  # for build_bias: nnn_bias is the index's
     return c
 
 
@@ -77,29 +78,68 @@ def test_without_select_on_reference_a_build_is_denied(roles, connect):
     roles.execute("GRANT SELECT, UPDATE ON pv_img TO nnn_alice")
     a = connect()
     a.execute("SET ROLE nnn_alice")
-    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="pv_ref"):
-        a.execute("SELECT nnn.build_bias('pv_img', 'emb', 'pv_ref', 'emb', k => 1)")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="pv_ref") as e:
+        a.execute("SELECT nnn.build_bias('pv_img', 'emb', 'pv_ref', 'emb', 'b2', k => 1)")
+    assert e.value.diag.message_primary == "permission denied for column emb of relation pv_ref"
+    assert e.value.diag.message_hint.endswith("GRANT SELECT (emb) ON pv_ref TO nnn_alice;")
 
 
 def test_without_update_a_build_is_denied_and_nothing_changes(roles, connect):
     roles.execute("GRANT SELECT ON pv_img, pv_ref TO nnn_bob")
-    before = roles.execute("SELECT array_agg(nnn_bias ORDER BY id) FROM pv_img").fetchone()
+    before = roles.execute("SELECT array_agg(array[nnn_bias, b2] ORDER BY id) FROM pv_img").fetchone()
     b = connect()
     b.execute("SET ROLE nnn_bob")
     with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
-        b.execute("SELECT nnn.build_bias('pv_img', 'emb', 'pv_ref', 'emb', k => 1)")
-    # raised through SPI inside nnn: PostgreSQL's own error, no Rust backtrace in its DETAIL
-    # (scripts/cluster.sh runs the server with RUST_BACKTRACE=1)
-    assert e.value.diag.message_primary == "permission denied for table pv_img"
+        b.execute("SELECT nnn.build_bias('pv_img', 'emb', 'pv_ref', 'emb', 'b2', k => 1)")
+    # no Rust backtrace in its DETAIL (scripts/cluster.sh runs the server with RUST_BACKTRACE=1)
+    assert e.value.diag.message_primary == "permission denied for column b2 of relation pv_img"
+    assert e.value.diag.message_hint.endswith("GRANT UPDATE (b2) ON pv_img TO nnn_bob;")
     assert not e.value.diag.message_detail, e.value.diag.message_detail
-    assert roles.execute("SELECT array_agg(nnn_bias ORDER BY id) FROM pv_img").fetchone() == before
+    # a column that is not there yet: only the owner can add it
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="only the table's owner can add it") as e:
+        b.execute("SELECT nnn.build_bias('pv_img', 'emb', 'pv_ref', 'emb', 'b3', k => 1)")
+    assert "ALTER TABLE pv_img ADD COLUMN b3 real; GRANT UPDATE (b3) ON pv_img TO nnn_bob;" in e.value.diag.message_hint
+    assert roles.execute("SELECT array_agg(array[nnn_bias, b2] ORDER BY id) FROM pv_img").fetchone() == before
+
+
+def test_writers_need_update_on_the_bias_column_and_select_on_the_reference(roles, connect):
+    roles.execute("GRANT SELECT, INSERT ON pv_img TO nnn_bob")
+    b = connect()
+    b.execute("SET ROLE nnn_bob")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
+        b.execute("INSERT INTO pv_img (id, emb) VALUES (10, '{1,0}')")
+    assert e.value.diag.message_primary == "permission denied for column nnn_bias of relation pv_img"
+    assert e.value.diag.message_hint.endswith("GRANT UPDATE (nnn_bias) ON pv_img TO nnn_bob;")
+    roles.execute("GRANT UPDATE (nnn_bias) ON pv_img TO nnn_bob")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
+        b.execute("INSERT INTO pv_img (id, emb) VALUES (10, '{1,0}')")
+    assert e.value.diag.message_hint.endswith("GRANT SELECT (emb) ON pv_ref TO nnn_bob;")
+    assert roles.execute("SELECT count(*) FROM pv_img WHERE id = 10").fetchone() == (0,)
+    roles.execute("GRANT SELECT ON pv_ref TO nnn_bob")
+    b.execute("INSERT INTO pv_img (id, emb) VALUES (10, '{1,0}')")
+    want = roles.execute("SELECT nnn_bias FROM pv_img WHERE id = 1").fetchone()  # same embedding
+    assert roles.execute("SELECT nnn_bias FROM pv_img WHERE id = 10").fetchone() == want != (None,)
+
+
+def test_a_search_with_column_privileges_names_the_grant_it_misses(roles, connect):
+    roles.execute("GRANT SELECT (id, emb) ON pv_img TO nnn_alice")
+    a = connect()
+    a.execute("SET ROLE nnn_alice")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
+        a.execute("SELECT * FROM nnn_search('pv', '{0,1}', 3)")
+    assert e.value.diag.message_hint.endswith("GRANT SELECT (nnn_bias) ON pv_img TO nnn_alice;")
+    roles.execute("GRANT SELECT (nnn_bias) ON pv_img TO nnn_alice")
+    got = a.execute("SELECT id, score FROM nnn_search('pv', '{0,1}', 3)").fetchall()
+    assert got == roles.execute("SELECT id, score FROM nnn_search('pv', '{0,1}', 3)").fetchall()
+    assert len(got) == 3
 
 
 def test_search_needs_select_and_honours_row_level_security(roles, connect):
     a = connect()
     a.execute("SET ROLE nnn_alice")
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+    with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
         a.execute("SELECT * FROM nnn_search('pv', '{0,1}', 3)")
+    assert e.value.diag.message_hint.endswith("GRANT SELECT (id, emb, nnn_bias) ON pv_img TO nnn_alice;")
     roles.execute("GRANT SELECT ON pv_img TO nnn_alice")
     roles.execute("ALTER TABLE pv_img ENABLE ROW LEVEL SECURITY")
     roles.execute("CREATE POLICY own_rows ON pv_img FOR SELECT USING (owner = current_user)")
