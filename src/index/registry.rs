@@ -80,6 +80,16 @@ pub fn create(new: NewIndex) -> BuildReport {
     if name.is_empty() || name.len() > 40 {
         fail(ERRCODE_INVALID_NAME, format!("invalid nnn index name \"{name}\""), "Use a name of 1 to 40 characters.");
     }
+    // one registration of a name at a time: a second waits for the first to commit and then
+    // sees its row below (each statement here takes a new snapshot) instead of failing on
+    // the catalog's primary key
+    spi_or_raise(
+        Spi::run_with_args(
+            "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('nnn.create_index'), pg_catalog.hashtext($1))",
+            &[DatumWithOid::from(name)],
+        ),
+        "waiting for another registration of the name",
+    );
     let exists = spi_or_raise(
         Spi::get_one_with_args::<bool>(
             "SELECT EXISTS (SELECT 1 FROM nnn.indexes WHERE name = $1)",

@@ -2,6 +2,7 @@
 first progress NOTICE (sent after 2 s of engine work) rather than from sleeps sized for one
 machine; the long builds are 3 TFLOP (about 5 s on this 2-core machine with its AVX-512
 kernel), longer than the 2-2.5 s timeouts the tests set on machines up to twice as fast."""
+import threading
 import time
 
 import psycopg
@@ -60,7 +61,7 @@ def test_pg_cancel_backend_stops_a_build_within_a_second(big, connect):
 @pytest.fixture
 def roles(connect):
     c = connect()
-    c.execute("DROP TABLE IF EXISTS pv_img, pv_ref CASCADE")
+    c.execute("DROP TABLE IF EXISTS pv_img, pv_img2, pv_ref CASCADE")
     for r in ("nnn_alice", "nnn_bob"):
         c.execute(f"DROP OWNED BY {r}" if c.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (r,)).fetchone() else "SELECT 1")
         c.execute(f"DROP ROLE IF EXISTS {r}")
@@ -146,6 +147,39 @@ def test_search_needs_select_and_honours_row_level_security(roles, connect):
     assert [i for (i,) in a.execute("SELECT id FROM nnn_search('pv', '{0,1}', 3)")] == [1]
     # the table owner still sees every row
     assert len(roles.execute("SELECT id FROM nnn_search('pv', '{0,1}', 3)").fetchall()) == 3
+
+
+def test_a_name_registered_twice_at_once_is_a_clear_error_for_the_second(roles, connect):
+    """The second nnn.create_index of a name waits for the first to commit, then says the
+    index exists (not the catalog's primary-key violation). No sleep: the test commits once
+    the second session is seen waiting on a lock."""
+    roles.execute("CREATE TABLE pv_img2 (id int PRIMARY KEY, emb real[])")
+    roles.execute("INSERT INTO pv_img2 VALUES (1, '{1,0}')")
+    first, second = connect(), connect()
+    failure = []
+
+    def register():
+        try:
+            second.execute("SELECT nnn.create_index('twice', 'pv_img2', 'id', 'emb', 'pv_ref', 'emb', k => 1)")
+        except psycopg.Error as e:
+            failure.append(e)
+
+    with first.transaction():
+        first.execute("SELECT nnn.create_index('twice', 'pv_img', 'id', 'emb', 'pv_ref', 'emb', k => 1, bias_column => 'b2')")
+        thread = threading.Thread(target=register)
+        thread.start()
+        waiting = "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s"
+        for _ in range(60_000):  # a bound on a hung test, not a timing: it breaks once seen
+            if roles.execute(waiting, (second.info.backend_pid,)).fetchone() == ("Lock",):
+                break
+            time.sleep(0.001)
+        else:
+            pytest.fail("the second registration never waited for the first")
+    thread.join()
+    assert len(failure) == 1 and isinstance(failure[0], psycopg.errors.DuplicateObject), failure
+    assert failure[0].diag.message_primary == 'nnn index "twice" already exists'
+    assert roles.execute("SELECT candidates::text FROM nnn.indexes WHERE name = 'twice'").fetchone() == ("pv_img",)
+    roles.execute("SELECT nnn.drop_index('twice', true)")
 
 
 def test_catalog_rows_are_writable_only_by_the_table_owner(roles, connect):
