@@ -75,60 +75,65 @@ def roles(connect):
     return c
 
 
+def as_role(connect, role):
+    """A new connection acting as `role`."""
+    c = connect()
+    c.execute(f"SET ROLE {role}")
+    return c
+
+
+def denied(conn, sql):
+    """The diagnostics of the privilege error that `sql` raises."""
+    with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
+        conn.execute(sql)
+    return e.value.diag
+
+
 def test_without_select_on_reference_a_build_is_denied(roles, connect):
     roles.execute("GRANT SELECT, UPDATE ON pv_img TO nnn_alice")
-    a = connect()
-    a.execute("SET ROLE nnn_alice")
-    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="pv_ref") as e:
-        a.execute("SELECT nnn.build_bias('pv_img', 'emb', 'pv_ref', 'emb', 'b2', k => 1)")
-    assert e.value.diag.message_primary == "permission denied for column emb of relation pv_ref"
-    assert e.value.diag.message_hint.endswith("GRANT SELECT (emb) ON pv_ref TO nnn_alice;")
+    a = as_role(connect, "nnn_alice")
+    d = denied(a, "SELECT nnn.build_bias('pv_img', 'emb', 'pv_ref', 'emb', 'b2', k => 1)")
+    assert d.message_primary == "permission denied for column emb of relation pv_ref"
+    assert d.message_hint.endswith("GRANT SELECT (emb) ON pv_ref TO nnn_alice;")
 
 
 def test_without_update_a_build_is_denied_and_nothing_changes(roles, connect):
     roles.execute("GRANT SELECT ON pv_img, pv_ref TO nnn_bob")
     before = roles.execute("SELECT array_agg(array[nnn_bias, b2] ORDER BY id) FROM pv_img").fetchone()
-    b = connect()
-    b.execute("SET ROLE nnn_bob")
-    with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
-        b.execute("SELECT nnn.build_bias('pv_img', 'emb', 'pv_ref', 'emb', 'b2', k => 1)")
+    b = as_role(connect, "nnn_bob")
+    d = denied(b, "SELECT nnn.build_bias('pv_img', 'emb', 'pv_ref', 'emb', 'b2', k => 1)")
     # no Rust backtrace in its DETAIL (scripts/cluster.sh runs the server with RUST_BACKTRACE=1)
-    assert e.value.diag.message_primary == "permission denied for column b2 of relation pv_img"
-    assert e.value.diag.message_hint.endswith("GRANT UPDATE (b2) ON pv_img TO nnn_bob;")
-    assert not e.value.diag.message_detail, e.value.diag.message_detail
+    assert d.message_primary == "permission denied for column b2 of relation pv_img"
+    assert d.message_hint.endswith("GRANT UPDATE (b2) ON pv_img TO nnn_bob;")
+    assert not d.message_detail, d.message_detail
     # a column that is not there yet: only the owner can add it
-    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="only the table's owner can add it") as e:
-        b.execute("SELECT nnn.build_bias('pv_img', 'emb', 'pv_ref', 'emb', 'b3', k => 1)")
-    assert "ALTER TABLE pv_img ADD COLUMN b3 real; GRANT UPDATE (b3) ON pv_img TO nnn_bob;" in e.value.diag.message_hint
+    d = denied(b, "SELECT nnn.build_bias('pv_img', 'emb', 'pv_ref', 'emb', 'b3', k => 1)")
+    assert d.message_primary.endswith("does not exist, and only the table's owner can add it")
+    assert "ALTER TABLE pv_img ADD COLUMN b3 real; GRANT UPDATE (b3) ON pv_img TO nnn_bob;" in d.message_hint
     assert roles.execute("SELECT array_agg(array[nnn_bias, b2] ORDER BY id) FROM pv_img").fetchone() == before
 
 
 def test_writers_need_update_on_the_bias_column_and_select_on_the_reference(roles, connect):
     roles.execute("GRANT SELECT, INSERT ON pv_img TO nnn_bob")
-    b = connect()
-    b.execute("SET ROLE nnn_bob")
-    with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
-        b.execute("INSERT INTO pv_img (id, emb) VALUES (10, '{1,0}')")
-    assert e.value.diag.message_primary == "permission denied for column nnn_bias of relation pv_img"
-    assert e.value.diag.message_hint.endswith("GRANT UPDATE (nnn_bias) ON pv_img TO nnn_bob;")
+    b = as_role(connect, "nnn_bob")
+    insert = "INSERT INTO pv_img (id, emb) VALUES (10, '{1,0}')"
+    d = denied(b, insert)
+    assert d.message_primary == "permission denied for column nnn_bias of relation pv_img"
+    assert d.message_hint.endswith("GRANT UPDATE (nnn_bias) ON pv_img TO nnn_bob;")
     roles.execute("GRANT UPDATE (nnn_bias) ON pv_img TO nnn_bob")
-    with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
-        b.execute("INSERT INTO pv_img (id, emb) VALUES (10, '{1,0}')")
-    assert e.value.diag.message_hint.endswith("GRANT SELECT (emb) ON pv_ref TO nnn_bob;")
+    assert denied(b, insert).message_hint.endswith("GRANT SELECT (emb) ON pv_ref TO nnn_bob;")
     assert roles.execute("SELECT count(*) FROM pv_img WHERE id = 10").fetchone() == (0,)
     roles.execute("GRANT SELECT ON pv_ref TO nnn_bob")
-    b.execute("INSERT INTO pv_img (id, emb) VALUES (10, '{1,0}')")
+    b.execute(insert)
     want = roles.execute("SELECT nnn_bias FROM pv_img WHERE id = 1").fetchone()  # same embedding
     assert roles.execute("SELECT nnn_bias FROM pv_img WHERE id = 10").fetchone() == want != (None,)
 
 
 def test_a_search_with_column_privileges_names_the_grant_it_misses(roles, connect):
     roles.execute("GRANT SELECT (id, emb) ON pv_img TO nnn_alice")
-    a = connect()
-    a.execute("SET ROLE nnn_alice")
-    with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
-        a.execute("SELECT * FROM nnn_search('pv', '{0,1}', 3)")
-    assert e.value.diag.message_hint.endswith("GRANT SELECT (nnn_bias) ON pv_img TO nnn_alice;")
+    a = as_role(connect, "nnn_alice")
+    d = denied(a, "SELECT * FROM nnn_search('pv', '{0,1}', 3)")
+    assert d.message_hint.endswith("GRANT SELECT (nnn_bias) ON pv_img TO nnn_alice;")
     roles.execute("GRANT SELECT (nnn_bias) ON pv_img TO nnn_alice")
     got = a.execute("SELECT id, score FROM nnn_search('pv', '{0,1}', 3)").fetchall()
     assert got == roles.execute("SELECT id, score FROM nnn_search('pv', '{0,1}', 3)").fetchall()
@@ -136,11 +141,9 @@ def test_a_search_with_column_privileges_names_the_grant_it_misses(roles, connec
 
 
 def test_search_needs_select_and_honours_row_level_security(roles, connect):
-    a = connect()
-    a.execute("SET ROLE nnn_alice")
-    with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
-        a.execute("SELECT * FROM nnn_search('pv', '{0,1}', 3)")
-    assert e.value.diag.message_hint.endswith("GRANT SELECT (id, emb, nnn_bias) ON pv_img TO nnn_alice;")
+    a = as_role(connect, "nnn_alice")
+    d = denied(a, "SELECT * FROM nnn_search('pv', '{0,1}', 3)")
+    assert d.message_hint.endswith("GRANT SELECT (id, emb, nnn_bias) ON pv_img TO nnn_alice;")
     roles.execute("GRANT SELECT ON pv_img TO nnn_alice")
     roles.execute("ALTER TABLE pv_img ENABLE ROW LEVEL SECURITY")
     roles.execute("CREATE POLICY own_rows ON pv_img FOR SELECT USING (owner = current_user)")
@@ -183,8 +186,7 @@ def test_a_name_registered_twice_at_once_is_a_clear_error_for_the_second(roles, 
 
 
 def test_catalog_rows_are_writable_only_by_the_table_owner(roles, connect):
-    a = connect()
-    a.execute("SET ROLE nnn_alice")
+    a = as_role(connect, "nnn_alice")
     assert a.execute("SELECT count(*) FROM nnn.indexes").fetchone()[0] == 1
     a.execute("DELETE FROM nnn.indexes WHERE name = 'pv'")
     assert roles.execute("SELECT count(*) FROM nnn.indexes").fetchone()[0] == 1
@@ -305,14 +307,12 @@ def test_only_writers_of_the_candidate_table_append_to_the_change_log(roles, con
     roles.execute("GRANT SELECT ON pv_img, pv_ref TO nnn_bob")
     roles.execute("GRANT INSERT, UPDATE ON pv_img TO nnn_alice")  # UPDATE: the trigger writes the bias
     roles.execute("GRANT SELECT ON pv_img, pv_ref TO nnn_alice")
-    b = connect()
-    b.execute("SET ROLE nnn_bob")
+    b = as_role(connect, "nnn_bob")
     for sql in ("INSERT INTO nnn.changes (index_name, id) VALUES ('pv', NULL)",
                 "INSERT INTO nnn.changes (index_name, id) VALUES ('pv', 1)"):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             b.execute(sql)
-    a = connect()
-    a.execute("SET ROLE nnn_alice")
+    a = as_role(connect, "nnn_alice")
     a.execute("INSERT INTO pv_img VALUES (4, '{0.6,0.8}', 'nnn_alice')")  # logged by the trigger
     with pytest.raises(psycopg.errors.InsufficientPrivilege):  # but no TRUNCATE marker
         a.execute("INSERT INTO nnn.changes (index_name, id) VALUES ('pv', NULL)")
