@@ -30,6 +30,17 @@ DELETE FROM dr_img WHERE id = 4;
 SELECT id FROM dr_img ORDER BY id;
 SELECT nnn.drop_index('drift2', true);
 INSERT INTO dr_img VALUES (4, '{0.8,0.6}');
+-- a renamed column: searches and writes fail until the registry names it again, then go on
+-- without a rebuild (a row with row 3's embedding gets row 3's bias)
+ALTER TABLE dr_img RENAME COLUMN emb TO embedding;
+SELECT * FROM dr_top;
+INSERT INTO dr_img VALUES (6, '{0.6,0.8}');
+UPDATE nnn.indexes SET embedding_column = 'embedding' WHERE name = 'drift';
+SELECT * FROM dr_top;
+INSERT INTO dr_img VALUES (6, '{0.6,0.8}');
+SELECT id, round(nnn_bias::numeric, 5) AS bias FROM dr_img WHERE id IN (3, 6) ORDER BY id;
+ALTER TABLE dr_img RENAME COLUMN embedding TO emb;
+UPDATE nnn.indexes SET embedding_column = 'emb' WHERE name = 'drift';
 -- a column that is gone
 ALTER TABLE dr_img DROP COLUMN emb;
 SELECT * FROM nnn_search('drift', '{1,0}', 3);
