@@ -30,6 +30,9 @@ def recall(found, gt, n):
     return 100.0 * sum(g in f[:n] for f, g in zip(found, gt)) / len(gt)
 
 
+BATCH = "SELECT * FROM nnn_search_batch('wordnet', %s, %s, 10)"
+
+
 def main():
     cand, ref, queries = f16("candidates.f16"), f16("reference.f16"), f16("queries.f16")
     gt = np.fromfile(DATA / "queries_gt.i32", dtype="<i4")
@@ -52,14 +55,14 @@ def main():
         ).fetchone()
         step(f"nnn.create_index: bias of {rows} rows over {ref_rows} refs, k={k}", t0)
 
+        # the queries go as packed float32 (the bytea form): no text to format and parse
+        packed = (queries.astype("<f4").tobytes(), queries.shape[1])
         results = {}
         for label, alpha in (("plain (alpha = 0)", 0.0), ("NNN (alpha = 0.75)", 0.75)):
             db.execute(f"SET nnn.alpha = {alpha}")
             t0 = time.monotonic()
             found = [[] for _ in queries]
-            for qn, _rank, cid, _score in db.execute(
-                "SELECT * FROM nnn_search_batch('wordnet', %s::real[], 10)", (queries.tolist(),)
-            ):
+            for qn, _rank, cid, _score in db.execute(BATCH, packed):
                 found[qn - 1].append(cid)
             step(f"nnn_search_batch, {label}", t0)
             results[label] = found
@@ -75,9 +78,7 @@ def main():
         step(f"nnn.set_ann: HNSW32 over {live} rows, {size // 1024} KiB stored", t0)
         t0 = time.monotonic()
         found = [[] for _ in queries]
-        for qn, _rank, cid, _score in db.execute(
-            "SELECT * FROM nnn_search_batch('wordnet', %s::real[], 10)", (queries.tolist(),)
-        ):
+        for qn, _rank, cid, _score in db.execute(BATCH, packed):
             found[qn - 1].append(cid)
         step("nnn_search_batch, NNN through HNSW32", t0)
         results["NNN, Faiss HNSW32"] = found

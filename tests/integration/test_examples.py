@@ -60,3 +60,16 @@ def test_batch_binary_example(dbname):
     out = run("batch_binary_example.py", dbname)
     assert "query 1: [(1, 0.375), (3, 0.125)]" in out
     assert "query 2: [(2, 0.375), (3, 0.125)]" in out
+
+
+def test_the_demo_prints_the_reference_package_s_recalls(dbname):
+    """examples/demo.py (make demo): its exact lines are the reference package's wordnet-dev
+    recalls (plain and NNN), and the approximate ones (Faiss HNSW32, pgvector HNSW) within one
+    point of NNN's."""
+    out = run("demo.py", dbname)
+    table = out.split("recall (%)")[1].split("\n\n")[0].splitlines()[1:]  # up to the blank line
+    recalls = {" ".join(w[:-3]): [float(x) for x in w[-3:]] for w in map(str.split, table) if w[0] != "reference"}
+    assert recalls["plain (alpha = 0)"] == [33.05, 45.75, 50.90], recalls
+    assert recalls["NNN (alpha = 0.75)"] == [34.85, 48.60, 52.85], recalls
+    for approximate in ("NNN, Faiss HNSW32", "NNN, pgvector HNSW"):
+        assert all(abs(a - e) <= 1.0 for a, e in zip(recalls[approximate], [34.85, 48.60, 52.85])), recalls
