@@ -109,6 +109,23 @@ SELECT id FROM nnn_search('ci', '{1,0,0,0}', 2);
 SELECT count(*) > 0 AS logged FROM nnn.changes WHERE index_name = 'ci';
 -- each statement logs each id once, though its bias update fires the trigger again
 SELECT id, count(*) FROM nnn.changes WHERE index_name = 'ci' GROUP BY id ORDER BY id;
+-- upserts (INSERT ... ON CONFLICT DO UPDATE, as ORMs write) and MERGE: new and changed rows
+-- get the biases a full build gives, and searches see them
+CREATE TABLE up (id int PRIMARY KEY, emb real[]);
+INSERT INTO up SELECT g, ARRAY[g % 3, g % 5, 1, 0]::real[] FROM generate_series(1, 10) g;
+SELECT rows FROM nnn.create_index('up', 'up', 'id', 'emb', 'cap', 'emb', k => 2);
+SELECT id FROM nnn_search('up', '{0,0,1,0}', 1);
+INSERT INTO up VALUES (11, '{1,0,0,0}'), (1, '{0,1,0,0}'), (2, '{2,2,1,0}')
+    ON CONFLICT (id) DO UPDATE SET emb = EXCLUDED.emb;
+MERGE INTO up t USING (VALUES (12, '{0,0,1,0}'::real[]), (3, '{0,0,1,0}')) s(id, emb) ON t.id = s.id
+    WHEN MATCHED THEN UPDATE SET emb = s.emb WHEN NOT MATCHED THEN INSERT VALUES (s.id, s.emb);
+MERGE INTO up t USING (VALUES (4)) s(id) ON t.id = s.id WHEN MATCHED THEN DELETE;
+SELECT rows FROM nnn.build_bias('up', 'emb', 'cap', 'emb', 'full_build', k => 2);
+SELECT count(*) AS rows, count(*) FILTER (WHERE nnn_bias IS DISTINCT FROM full_build) AS differ FROM up;
+SELECT id, round(score::numeric, 5) AS score FROM nnn_search('up', '{0,0,1,0}', 3) ORDER BY score DESC, id;
+SELECT id, round(nnn_score(emb, '{0,0,1,0}', nnn_bias)::numeric, 5) AS score FROM up ORDER BY score DESC, id LIMIT 3;
+SELECT nnn.drop_index('up', true);
+DROP TABLE up;
 TRUNCATE ci;
 SELECT count(*) FROM nnn_search('ci', '{1,0,0,0}', 2);
 INSERT INTO ci VALUES (1, '{1,1,0,0}');
