@@ -12,6 +12,9 @@ use nnn_engine::{reference_topk, score, search, Candidates, CpuBackend, Matrix, 
 use std::collections::HashSet;
 use std::time::Instant;
 
+mod common;
+use common::wordnet_dev;
+
 const K: usize = 10;
 const ALPHA: f32 = 0.75;
 /// Noise norm around each mixture centre (unit norm): 1.6 makes neighbours in the same cluster
@@ -53,11 +56,6 @@ fn mixture(rng: &mut Rng, centers: &[f32], dim: usize, n: usize, spread: f32) ->
         out.extend(row);
     }
     out
-}
-
-fn read_f16(path: &std::path::Path) -> Option<Vec<f32>> {
-    let bytes = std::fs::read(path).ok()?;
-    Some(bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect())
 }
 
 /// One problem: candidates with biases, queries, and the exact NNN top-10 of each query.
@@ -190,12 +188,9 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let threads = args.iter().position(|a| a == "--threads").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(2);
     let quick = args.iter().any(|a| a == "--quick");
-    let dev = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/wordnet-dev");
-    if let (Some(cand), Some(refs), Some(queries)) = (
-        read_f16(&dev.join("candidates.f16")),
-        read_f16(&dev.join("reference.f16")),
-        read_f16(&dev.join("queries.f16")),
-    ) {
+    if let (Some(cand), Some(refs), Some(queries)) =
+        (wordnet_dev("candidates.f16"), wordnet_dev("reference.f16"), wordnet_dev("queries.f16"))
+    {
         let d = 384;
         let backend = CpuBackend::new(threads).unwrap();
         bias_errors(&cand, &refs, d, threads);

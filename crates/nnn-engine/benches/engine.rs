@@ -8,23 +8,8 @@ use nnn_engine::backend::cpu::products;
 use nnn_engine::{reference_topk, search, Candidates, CpuBackend, Matrix, Unwatched};
 use std::time::Instant;
 
-fn random_unit_rows(rows: usize, dim: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed | 1;
-    let mut out = Vec::with_capacity(rows * dim);
-    for _ in 0..rows {
-        let row: Vec<f32> = (0..dim)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect();
-        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
-        out.extend(row.iter().map(|v| v / norm));
-    }
-    out
-}
+mod common;
+use common::{unit_rows, wordnet_dev};
 
 /// Seconds of one wall-clock run of `f`.
 fn timed(f: impl FnOnce()) -> f64 {
@@ -40,11 +25,6 @@ fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {
 
 fn report(name: &str, secs: f64, flop: f64) {
     println!("RESULT {name:<34} {secs:>9.4} s {:>8.1} GFLOP/s", flop / secs / 1e9);
-}
-
-fn read_f16(path: &std::path::Path) -> Option<Vec<f32>> {
-    let bytes = std::fs::read(path).ok()?;
-    Some(bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect())
 }
 
 fn bias_case(name: &str, cand: &[f32], refs: &[f32], d: usize, k: usize, threads: usize, reps: usize) {
@@ -80,16 +60,15 @@ fn main() {
     let threads = args.iter().position(|a| a == "--threads").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(2);
     let quick = args.iter().any(|a| a == "--quick");
     let d = 384;
-    let dev = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/wordnet-dev");
-    if let (Some(cand), Some(refs)) = (read_f16(&dev.join("candidates.f16")), read_f16(&dev.join("reference.f16"))) {
+    if let (Some(cand), Some(refs)) = (wordnet_dev("candidates.f16"), wordnet_dev("reference.f16")) {
         bias_case("wordnet_dev", &cand, &refs, d, 128, threads, 5);
     }
     let (n, m, q) = if quick { (2_000, 20_000, 2_000) } else { (10_000, 100_000, 10_000) };
-    let cand = random_unit_rows(n, d, 11);
-    let refs = random_unit_rows(m, d, 12);
+    let cand = unit_rows(n, d, 11);
+    let refs = unit_rows(m, d, 12);
     bias_case("synthetic", &cand, &refs, d, 128, threads, if quick { 2 } else { 3 });
 
-    let queries = random_unit_rows(q, d, 13);
+    let queries = unit_rows(q, d, 13);
     let backend = CpuBackend::new(threads).unwrap();
     let c = Matrix::from_slice(&cand, d, "c").unwrap();
     let bias = reference_topk(&backend, &c, &Matrix::from_slice(&refs[..n * d], d, "r").unwrap(), 128, &mut Unwatched)

@@ -1,6 +1,18 @@
-//! What the benchmarks share.
+//! What the benchmarks share (each uses some of it).
+#![allow(dead_code)]
 
 use rayon::prelude::*;
+use std::path::PathBuf;
+
+/// The f16 file `name` of the repository's wordnet-dev set as f32 values, None when it cannot
+/// be read. The repository is found from where cargo runs the benchmark (a binary cached from
+/// a build in another checkout still reads this one's data), else from where it was built.
+pub fn wordnet_dev(name: &str) -> Option<Vec<f32>> {
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    let path = PathBuf::from(crate_dir).join("../../data/wordnet-dev").join(name);
+    let bytes = std::fs::read(&path).map_err(|e| println!("SKIPPED wordnet-dev: {}: {e}", path.display())).ok()?;
+    Some(bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect())
+}
 
 /// `rows` random rows of `dim` values, each scaled to norm 1 (xorshift per row from `seed`, on
 /// every core).
