@@ -6,7 +6,8 @@ with a 10 % filter:
   nnn_search exact (cached)  |  pgvector exact ORDER BY  |  pgvector HNSW on the augmented
   column  |  nnn's Faiss HNSW32 (nnn.set_ann; it cannot filter).
 Also the augmented column's cost: bytes per row, 1,000-row INSERT and nnn.refresh with and
-without it. Prints a table; asserts nothing (not a test). Needs `make install` and a cluster
+without it; and a one-row INSERT statement with and without the nnn index (its trigger reads
+the whole reference set). Prints a table; asserts nothing (not a test). Needs `make install` and a cluster
 (PG* variables), as scripts/bench.sh provides.
 """
 import os
@@ -62,6 +63,15 @@ def load(db, name, cand, ref):
     db.execute(f"VACUUM ANALYZE {name}")
 
 
+def single_row_inserts(db, table, start, count=21):
+    """Median seconds of `count` one-row INSERT statements into `table` (copies of its first
+    rows under new ids from `start`), each its own statement as an ORM writes them; removed after."""
+    sql = f"INSERT INTO {table} (id, emb, cat) SELECT id + {start}, emb, cat FROM {table} WHERE id = %s"
+    times = [seconds(db, sql, (i,)) for i in range(count)]
+    db.execute(f"DELETE FROM {table} WHERE id >= {start}")
+    return statistics.median(times)
+
+
 def measure(db, name, queries, label):
     """Recall@10 and median server seconds of each path, unfiltered and with cat = 3."""
     exact_sql = f"SELECT id FROM nnn_search('{name}', %s::real[], 10)"
@@ -107,6 +117,10 @@ def bench(db, name, cand, ref, queries):
     insert_sql = f"INSERT INTO {name} (id, emb, cat) SELECT id + {10 * n}, emb, cat FROM {name} WHERE id < 1000"
     insert_plain = seconds(db, insert_sql)
     db.execute(f"DELETE FROM {name} WHERE id >= {10 * n}")
+    db.execute(f"CREATE TABLE {name}_bare AS SELECT id, emb, cat FROM {name}")
+    db.execute(f"ALTER TABLE {name}_bare ADD PRIMARY KEY (id)")
+    one_row = (single_row_inserts(db, f"{name}_bare", 10 * n), single_row_inserts(db, name, 10 * n))
+    db.execute(f"DROP TABLE {name}_bare")
     db.execute(f"VACUUM FULL {name}")
     size1 = db.execute(f"SELECT pg_table_size('{name}')").fetchone()[0]
     build["augmented column (ALTER TABLE)"] = seconds(db, f"SELECT nnn.set_augmented('{name}', 'vector')")
@@ -135,7 +149,8 @@ def bench(db, name, cand, ref, queries):
     print(f"  {'table bytes per row (TOAST incl.): before / after':<46} {size1 / n:>9.0f} {size2 / n:>7.0f}")
     print(f"  {'HNSW index bytes per row':<46} {index_bytes / n:>9.0f}")
     print(f"  {'nnn.refresh s: plain / with augmented':<46} {refresh_plain:>9.2f} {refresh_aug:>7.2f}  ({refresh_aug / refresh_plain:.2f}x)")
-    print(f"  {'1,000-row INSERT s: plain / aug / aug+HNSW':<46} {insert_plain:>9.3f} {insert_aug:>7.3f} {insert_hnsw:>7.3f}", flush=True)
+    print(f"  {'1,000-row INSERT s: plain / aug / aug+HNSW':<46} {insert_plain:>9.3f} {insert_aug:>7.3f} {insert_hnsw:>7.3f}")
+    print(f"  {'one-row INSERT ms: no nnn index / nnn index':<46} {one_row[0] * 1000:>9.2f} {one_row[1] * 1000:>7.2f}", flush=True)
     rows = measure(db, name, queries, name)
     print(f"{'search (single query, server time)':<48} {'recall@10':>9} {'ms':>9}")
     for _, path, recall, secs in rows:
