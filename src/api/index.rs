@@ -137,10 +137,10 @@ mod nnn {
         lookup(Some(name)).alpha()
     }
 
-    /// Recomputes the biases of the rows of index `name` whose id is in `ids`; rows whose
-    /// embedding is NULL get a NULL bias. Called by the index's triggers.
+    /// Recomputes the biases of the rows of index `name` whose id is in `ids` (NULLs ignored);
+    /// rows whose embedding is NULL get a NULL bias. Called by the index's triggers.
     #[pg_extern(volatile, parallel_unsafe)]
-    fn refresh_rows(name: &str, ids: Vec<i64>) -> i64 {
-        registry::refresh_rows(name, ids)
+    fn refresh_rows(name: &str, ids: Vec<Option<i64>>) -> i64 {
+        registry::refresh_rows(name, ids.into_iter().flatten().collect())
     }
 }

@@ -109,6 +109,8 @@ SELECT id FROM nnn_search('ci', '{1,0,0,0}', 2);
 SELECT count(*) > 0 AS logged FROM nnn.changes WHERE index_name = 'ci';
 -- each statement logs each id once, though its bias update fires the trigger again
 SELECT id, count(*) FROM nnn.changes WHERE index_name = 'ci' GROUP BY id ORDER BY id;
+-- refresh_rows by hand: ids that are not rows, and NULLs, are ignored
+SELECT nnn.refresh_rows('ci', '{NULL, 1, 2, 999}');
 -- upserts (INSERT ... ON CONFLICT DO UPDATE, as ORMs write) and MERGE: new and changed rows
 -- get the biases a full build gives, and searches see them
 CREATE TABLE up (id int PRIMARY KEY, emb real[]);
