@@ -95,8 +95,9 @@ fn compute(cand: &[f32], reference: &[f32], dim: usize, family: Family, what: &s
     // for each of its k similarities: the shortlist, its exact rescoring and the kept top k
     // (log-sum-exp: one row of products per worker thread)
     check_memory((cand.len() + reference.len()) * 6 + cand.len() / dim * k * 24, what);
-    let c = or_raise(Matrix::from_slice(cand, dim, "candidates"), what);
-    let r = or_raise(Matrix::from_slice(reference, dim, "reference set"), what);
+    // read_vectors checked every value of both as it read them
+    let c = or_raise(Matrix::from_slice(cand, dim, "candidates"), what).assume_finite();
+    let r = or_raise(Matrix::from_slice(reference, dim, "reference set"), what).assume_finite();
     let mut control = StatementControl::new(what).with_rows(c.rows());
     let b = backend(2.0 * (c.rows() * r.rows() * dim) as f64);
     or_raise(family_bias(&*b, guc::threads(), &c, &r, family, &mut control), what)

@@ -8,6 +8,8 @@ use std::borrow::Cow;
 pub struct Matrix<'a> {
     data: Cow<'a, [f32]>,
     dim: usize,
+    /// Set by [`Matrix::assume_finite`]: [`Matrix::check_finite`] then passes at once.
+    finite: bool,
 }
 
 impl<'a> Matrix<'a> {
@@ -25,7 +27,7 @@ impl<'a> Matrix<'a> {
         if dim == 0 || !data.len().is_multiple_of(dim) {
             return Err(EngineError::Shape { what, len: data.len(), dim });
         }
-        Ok(Self { data, dim })
+        Ok(Self { data, dim, finite: false })
     }
 
     /// Number of rows.
@@ -48,8 +50,22 @@ impl<'a> Matrix<'a> {
         &self.data[start * self.dim..end * self.dim]
     }
 
-    /// Fails with [`EngineError::NonFinite`] naming the first row holding NaN or ±∞.
+    /// This matrix, marked as holding no NaN or ±∞ because its maker checked every value
+    /// already (e.g. the PostgreSQL glue, row by row as it reads them), so that
+    /// [`Matrix::check_finite`] does not pass over it again (a 2 GB reference set took
+    /// 0.087 s of a 0.375 s GPU bias build on an H200 host). Marking a matrix that holds one
+    /// is a bug of the caller.
+    pub fn assume_finite(mut self) -> Self {
+        self.finite = true;
+        self
+    }
+
+    /// Fails with [`EngineError::NonFinite`] naming the first row holding NaN or ±∞ (passes at
+    /// once after [`Matrix::assume_finite`]).
     pub fn check_finite(&self, what: &'static str) -> Result<()> {
+        if self.finite {
+            return Ok(());
+        }
         // a branch-free pass per block (vectorised), the position only where one fails;
         // large matrices in parts on several threads (the pass is memory-bound)
         const BLOCK: usize = 4096;
@@ -136,6 +152,17 @@ mod tests {
             );
         }
         assert!(Matrix::from_vec(vec![1.0; 9000 * 2], 2, "m").unwrap().check_finite("m").is_ok());
+    }
+
+    #[test]
+    fn a_matrix_assumed_finite_is_not_checked_again_and_its_clones_keep_the_mark() {
+        let data = [1.0, f32::NAN, 0.0, 2.0];
+        let m = Matrix::from_slice(&data, 2, "m").unwrap();
+        assert!(m.check_finite("m").is_err());
+        let marked = m.assume_finite();
+        assert!(marked.check_finite("m").is_ok());
+        assert!(marked.clone().check_finite("m").is_ok());
+        assert!(Matrix::from_slice(&data, 2, "m").unwrap().check_finite("m").is_err());
     }
 
     #[test]
