@@ -47,9 +47,10 @@ pub fn read_some(def: &IndexDef, ids: Vec<i64>, dim: Option<usize>, what: &str) 
     read(def, &filter, &[DatumWithOid::from(ids)], what, dim)
 }
 
-/// Checked candidates from rows read here.
+/// Checked candidates from rows read here (or copied from candidates made here): their
+/// vectors were checked finite as they were read, so only their biases are checked again.
 pub fn candidates(data: Vec<f32>, bias: Vec<f32>, dim: usize, what: &str) -> Candidates<'static> {
-    let vectors = or_raise(Matrix::from_vec(data, dim, "candidates"), what);
+    let vectors = or_raise(Matrix::from_vec(data, dim, "candidates"), what).assume_finite();
     or_raise(Candidates::new(vectors, Some(bias)), what)
 }
 

@@ -113,7 +113,8 @@ fn read(def: &IndexDef, queries: &LabelledQueries) -> Data {
                 .collect()
         })
         .collect();
-    let matrix = |data, name| or_raise(Matrix::from_vec(data, dim, name), &what);
+    // read_vectors checked every value as it read them
+    let matrix = |data, name| or_raise(Matrix::from_vec(data, dim, name), &what).assume_finite();
     let candidates = matrix(cands.data, "candidates");
     let labelled =
         or_raise(Labelled::new(matrix(labelled.data, "labelled queries"), answers, candidates.rows()), &what);
